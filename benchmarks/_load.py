@@ -1,0 +1,53 @@
+"""A light HTTP/1.1 load generator on asyncio streams (keep-alive, many connections)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+async def _client(port: int, requests: list[bytes], latencies: list[float], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while requests:
+            raw = requests.pop()
+            started = time.perf_counter()
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors.append((head + body).decode(errors="replace")[:300])
+    finally:
+        writer.close()
+
+
+def http_request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    if body:
+        lines.append("Content-Type: application/json")
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def run_load(port: int, requests: list[bytes], connections: int) -> tuple[float, list[float]]:
+    """Send every request over ``connections`` keep-alive connections; (requests/s, latencies)."""
+    pending = list(reversed(requests))
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(_client(port, pending, latencies, errors) for _ in range(connections))
+        )
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, first: {errors[0]}")
+    return len(requests) / elapsed, latencies

@@ -1,0 +1,106 @@
+"""The FastAPI application: routes translate HTTP to the services, errors to one JSON shape."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dataflywheel import __version__
+from dataflywheel.api import entities, events, system
+from dataflywheel.api.schemas import EventBatch
+from dataflywheel.config import Settings, load_settings
+from dataflywheel.errors import FlywheelError
+from dataflywheel.ingest.service import GroupCommitWriter
+from dataflywheel.keys import KeyRing
+from dataflywheel.wheel import Flywheel
+
+
+def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **details}}, status_code=status
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The HTTP API over the store named in ``settings``."""
+    wheel = Flywheel(settings)
+
+    writer = GroupCommitWriter(wheel.ingestor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        writer.close()
+        wheel.close()
+
+    app = FastAPI(
+        title="dataflywheel",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.wheel = wheel
+    app.state.writer = writer
+    app.state.keys = KeyRing(wheel.store)
+    app.state.metrics = system.Metrics()
+    for module in (events, entities, system):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    _install_openapi(app)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        app.state.metrics.requests.labels(path, f"{response.status_code // 100}xx").inc()
+        return response
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FlywheelError)
+    async def flywheel_error(_: Request, exc: FlywheelError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return _error(422, "invalid", f"{field}: {first['msg']}", field=field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the event schemas that POST /v1/events documents but parses by hand."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            batch = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(batch.pop("$defs", {}))
+            components["EventBatch"] = batch
+            body = schema["paths"]["/v1/events"]["post"]["requestBody"]["content"]
+            body["application/json"]["schema"] = {"$ref": "#/components/schemas/EventBatch"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings come from FLYWHEEL_* variables."""
+    return create_app(load_settings(db=os.environ.get("FLYWHEEL_DB")))

@@ -1,0 +1,104 @@
+"""Users and items: upsert one (PUT), upsert many (POST), read one (GET)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from dataflywheel.api.deps import require, wheel_of
+from dataflywheel.api.schemas import ERROR_RESPONSES, EntityIn, EntityOut, EntityWithId, UpsertOut
+from dataflywheel.errors import NotFoundError, ValidationError
+from dataflywheel.ingest.validate import parse_timestamp
+from dataflywheel.store.store import Kind
+
+router = APIRouter()
+
+
+class ItemBatch(BaseModel):
+    items: list[EntityWithId] = Field(min_length=1, max_length=10_000)
+
+
+class UserBatch(BaseModel):
+    users: list[EntityWithId] = Field(min_length=1, max_length=10_000)
+
+
+def entity_record(key: str, body: EntityIn, position: str = "") -> dict[str, Any]:
+    """The store record for ``body``: only the fields the client sent."""
+    record: dict[str, Any] = {"id": key}
+    for name in body.model_fields_set:
+        value = getattr(body, name)
+        if name == "id":
+            continue
+        if name == "created_at" and value is not None:
+            value = parse_timestamp(value, field=f"{position}created_at")
+        if value is None and name in ("hidden", "created_at"):
+            raise ValidationError("must not be null", field=f"{position}{name}")
+        record[name] = value
+    return record
+
+
+async def _upsert(request: Request, kind: Kind, records: list[dict[str, Any]]) -> UpsertOut:
+    wheel = wheel_of(request)
+    count = await run_in_threadpool(wheel.store.upsert_entities, kind, records, time.time())
+    return UpsertOut(upserted=count)
+
+
+async def _get(request: Request, kind: Kind, key: str) -> dict[str, Any]:
+    found = await run_in_threadpool(wheel_of(request).store.get_entity, kind, key)
+    if found is None:
+        raise NotFoundError(f"unknown {kind[:-1]} {key!r}", field=f"{kind[:-1]}_id")
+    return found
+
+
+_OPTIONS: dict[str, Any] = {
+    "responses": ERROR_RESPONSES,
+    "dependencies": [Depends(require("ingest"))],
+}
+
+
+@router.put("/v1/items/{item_id}", response_model=UpsertOut, tags=["items"], **_OPTIONS)
+async def put_item(
+    request: Request, body: EntityIn, item_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> UpsertOut:
+    """Insert or update one item; only the fields sent change."""
+    return await _upsert(request, "items", [entity_record(item_id, body)])
+
+
+@router.post("/v1/items", response_model=UpsertOut, tags=["items"], **_OPTIONS)
+async def post_items(request: Request, body: ItemBatch) -> UpsertOut:
+    """Insert or update up to 10 000 items."""
+    records = [entity_record(e.id, e, f"items.{i}.") for i, e in enumerate(body.items)]
+    return await _upsert(request, "items", records)
+
+
+@router.get("/v1/items/{item_id}", response_model=EntityOut, tags=["items"], **_OPTIONS)
+async def get_item(
+    request: Request, item_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> dict[str, Any]:
+    return await _get(request, "items", item_id)
+
+
+@router.put("/v1/users/{user_id}", response_model=UpsertOut, tags=["users"], **_OPTIONS)
+async def put_user(
+    request: Request, body: EntityIn, user_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> UpsertOut:
+    """Insert or update one user; only the fields sent change."""
+    return await _upsert(request, "users", [entity_record(user_id, body)])
+
+
+@router.post("/v1/users", response_model=UpsertOut, tags=["users"], **_OPTIONS)
+async def post_users(request: Request, body: UserBatch) -> UpsertOut:
+    """Insert or update up to 10 000 users."""
+    records = [entity_record(e.id, e, f"users.{i}.") for i, e in enumerate(body.users)]
+    return await _upsert(request, "users", records)
+
+
+@router.get("/v1/users/{user_id}", response_model=EntityOut, tags=["users"], **_OPTIONS)
+async def get_user(
+    request: Request, user_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> dict[str, Any]:
+    return await _get(request, "users", user_id)

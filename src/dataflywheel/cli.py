@@ -1,0 +1,234 @@
+"""The ``flywheel`` command: every service of the engine from the shell.
+
+Reporting commands take ``--json`` and then print exactly one JSON document on stdout; progress
+and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dataflywheel.config import load_settings
+from dataflywheel.errors import FlywheelError, ValidationError
+from dataflywheel.wheel import Flywheel
+
+app = typer.Typer(
+    help="dataflywheel: feedback in, better recommendations and decisions out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Bulk-load events, items or users from CSV, JSON Lines or Parquet.")
+keys_app = typer.Typer(help="Manage API keys.")
+app.add_typer(import_app, name="import")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+out = Console()
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="FLYWHEEL_DB", help="Store URL (sqlite:///... or postgresql://...)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+FormatOption = Annotated[
+    str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from the suffix).")
+]
+MapOption = Annotated[
+    str | None,
+    typer.Option("--map", help="Column mapping, e.g. user_id=userId,item_id=movieId,value=rating."),
+]
+
+
+def open_wheel(db: str | None) -> Flywheel:
+    return Flywheel(load_settings(db=db))
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+@import_app.command("events")
+def import_events(
+    file: Annotated[Path, typer.Argument(help="The file to load.")],
+    fmt: FormatOption = None,
+    mapping: MapOption = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Event type for rows without a type column.")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Load events; re-running the same file stores nothing twice (resumable)."""
+    from dataflywheel.ingest.importer import EventImporter, parse_mapping
+
+    with open_wheel(db) as wheel, _progress() as progress:
+        task = progress.add_task(f"importing {file.name}", total=None)
+        result = EventImporter(wheel.store).run(
+            file,
+            fmt=fmt,
+            mapping=parse_mapping(mapping),
+            default_type=event_type,
+            progress=lambda n: progress.advance(task, n),
+        )
+    report = result.to_dict()
+    if as_json:
+        emit_json(report)
+        return
+    out.print(
+        f"{report['accepted']:,} events stored, {report['duplicates']:,} duplicates, "
+        f"{report['rejected']:,} rejected in {report['seconds']} s "
+        f"({report['rows_per_second']:,} rows/s)"
+    )
+    for error in report["errors"]:
+        err.print(f"  row {error['row']}: {error['field']}: {error['error']}")
+
+
+def _import_entities(kind: str, file: Path, fmt: str | None, mapping: str | None, db: str | None) -> int:
+    from dataflywheel.ingest.importer import import_entities, parse_mapping
+
+    with open_wheel(db) as wheel:
+        return import_entities(
+            wheel.store, kind, file, fmt=fmt, mapping=parse_mapping(mapping)  # type: ignore[arg-type]
+        )
+
+
+@import_app.command("items")
+def import_items(
+    file: Annotated[Path, typer.Argument(help="The file to load.")],
+    fmt: FormatOption = None,
+    mapping: MapOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upsert items (id, categories, hidden, created_at; other columns become attributes)."""
+    count = _import_entities("items", file, fmt, mapping, db)
+    emit_json({"upserted": count}) if as_json else out.print(f"{count:,} items upserted")
+
+
+@import_app.command("users")
+def import_users(
+    file: Annotated[Path, typer.Argument(help="The file to load.")],
+    fmt: FormatOption = None,
+    mapping: MapOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upsert users (id, categories, created_at; other columns become attributes)."""
+    count = _import_entities("users", file, fmt, mapping, db)
+    emit_json({"upserted": count}) if as_json else out.print(f"{count:,} users upserted")
+
+
+@app.command()
+def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Counts of events (by type), users, items, impressions and models."""
+    with open_wheel(db) as wheel:
+        document = wheel.stats()
+    if as_json:
+        emit_json(document)
+        return
+    table = Table(title="flywheel store")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("events", "users", "items", "impressions", "models"):
+        table.add_row(key, f"{document[key]:,}")
+    for event_type, count in document["events_by_type"].items():
+        table.add_row(f"  {event_type}", f"{count:,}")
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option("--scope", help="ingest or admin.")] = "ingest",
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key and print it once; from then on every request needs a key."""
+    from dataflywheel.keys import create_key
+
+    with open_wheel(db) as wheel:
+        key = create_key(wheel.store, scope)
+    if as_json:
+        emit_json({"key": key, "scope": scope})
+    else:
+        out.print(key)
+        err.print(f"scope {scope}; store it now, it is not shown again")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    db: DbOption = None,
+) -> None:
+    """Run the HTTP API, the dashboard and the background loop."""
+    import uvicorn
+
+    from dataflywheel.keys import KeyRing
+
+    settings = load_settings(db=db)
+    with Flywheel(settings) as wheel:
+        has_keys = KeyRing(wheel.store).any_keys()
+    if not is_loopback(host) and not has_keys:
+        raise ValidationError(
+            f"refusing to bind {host} without API keys; run `flywheel keys create --scope admin`",
+            field="host",
+        )
+    os.environ["FLYWHEEL_DB"] = settings.db
+    err.print(f"serving {settings.db} on http://{host}:{port} ({workers} worker(s))")
+    uvicorn.run(
+        "dataflywheel.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def main() -> None:
+    """Entry point: clear one-line errors instead of tracebacks."""
+    try:
+        app(standalone_mode=False)
+    except FlywheelError as exc:
+        where = f" ({exc.field})" if isinstance(exc, ValidationError) and exc.field else ""
+        err.print(f"[red]error{where}:[/red] {exc.message}")
+        sys.exit(2)
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted; the store is consistent (the last batch was rolled back)")
+        sys.exit(130)

@@ -1,0 +1,114 @@
+"""Settings: store location, signal weights, validation limits and the loop schedule.
+
+Values come, in increasing priority, from the defaults below, a TOML settings file
+(``flywheel.toml`` in the working directory or ``FLYWHEEL_CONFIG``), ``FLYWHEEL_*`` environment
+variables and explicit arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dataflywheel.errors import ConfigError
+
+DEFAULT_DB = "sqlite:///flywheel.db"
+
+
+class Signal(BaseModel):
+    """How one event type feeds the model.
+
+    An event contributes ``weight × (value − offset)`` when ``uses_value`` is set (a watch fraction,
+    a rating centred on its midpoint), else ``weight``. ``strong`` marks high-signal feedback
+    (explicit likes, ratings, corrections, purchases) for the flywheel's condition 1.
+    """
+
+    weight: float
+    strong: bool = False
+    uses_value: bool = False
+    offset: float = 0.0
+
+
+DEFAULT_SIGNALS: dict[str, Signal] = {
+    "impression": Signal(weight=0.0),
+    "view": Signal(weight=0.5),
+    "click": Signal(weight=1.0),
+    "watch": Signal(weight=2.0, uses_value=True),
+    "add_to_cart": Signal(weight=2.0),
+    "like": Signal(weight=4.0, strong=True),
+    "dislike": Signal(weight=-4.0, strong=True),
+    "skip": Signal(weight=-0.5),
+    "rating": Signal(weight=1.0, strong=True, uses_value=True, offset=2.5),
+    "purchase": Signal(weight=5.0, strong=True),
+    "correction": Signal(weight=4.0, strong=True),
+    "label": Signal(weight=4.0, strong=True, uses_value=True),
+}
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with defaults that suit a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", extra="ignore")
+
+    db: str = DEFAULT_DB
+    artifacts: str | None = None
+    signals: dict[str, Signal] = Field(default_factory=lambda: dict(DEFAULT_SIGNALS))
+    accept_unknown_types: bool = False
+
+    # Ingestion limits.
+    max_batch: int = 10_000
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_context_bytes: int = 8_192
+    max_id_length: int = 256
+    max_future_seconds: float = 3_600.0
+    sqlite_synchronous: str = "FULL"
+
+    # KPIs.
+    session_gap_seconds: float = 1_800.0
+
+    # The background loop.
+    loop_interval_seconds: float = 30.0
+    retrain_min_new_events: int = 1_000
+    retrain_interval_seconds: float = 3_600.0
+    train_budget_seconds: float = 60.0
+    promote_min_gain: float = 0.0
+
+    def artifacts_dir(self) -> Path:
+        """Where model artifacts live: beside the SQLite file, or the configured location."""
+        if self.artifacts:
+            return Path(self.artifacts.removeprefix("file://"))
+        if self.db.startswith("sqlite:///"):
+            path = self.db.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                db_path = Path(path)
+                return db_path.with_name(db_path.stem + ".artifacts")
+        return Path("flywheel.artifacts")
+
+    def signal(self, event_type: str) -> Signal | None:
+        return self.signals.get(event_type)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the TOML file and environment, then ``overrides`` (``None`` values ignored)."""
+    file_values: dict[str, Any] = {}
+    path = Path(os.environ.get("FLYWHEEL_CONFIG", "flywheel.toml"))
+    if path.exists():
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+        if "signals" in file_values:
+            file_values["signals"] = {**DEFAULT_SIGNALS, **file_values["signals"]}
+    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Settings(**values)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {field}: {first['msg']}", field=field) from exc

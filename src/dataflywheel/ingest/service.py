@@ -1,0 +1,167 @@
+"""Ingestion: validate events, map ids, store the valid ones durably.
+
+The server funnels every batch through :class:`GroupCommitWriter`: one thread commits whatever
+batches are waiting in a single transaction, so many concurrent requests share one fsync while
+each still gets its reply only after its own events are durable.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from dataflywheel.errors import ValidationError
+from dataflywheel.ingest.validate import Event, EventValidator
+from dataflywheel.store.bulk import EventRow, insert_events
+from dataflywheel.store.store import Store
+
+# Upper bound of events committed in one group transaction.
+GROUP_MAX_EVENTS = 50_000
+
+
+@dataclass
+class IngestResult:
+    """What happened to a batch: the contract's response body."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+@dataclass
+class Batch:
+    """Validated events of one request, and how many of its events were rejected."""
+
+    events: Sequence[Event]
+    rejected: int
+    received_at: float
+
+
+class Ingestor:
+    """Turns raw event objects into stored events; shared by HTTP, CLI import and Python API."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.validator = EventValidator(store.settings)
+
+    def validate(self, raw_events: Sequence[Any], now: float) -> tuple[list[Event], IngestResult]:
+        """Split raw events into valid ones and the per-event rejections."""
+        result = IngestResult()
+        valid: list[Event] = []
+        for index, raw in enumerate(raw_events):
+            try:
+                valid.append(self.validator.validate(raw, now))
+            except ValidationError as exc:
+                result.rejected.append({"index": index, "field": exc.field, "error": exc.message})
+        return valid, result
+
+    def ingest(self, raw_events: Sequence[Any]) -> IngestResult:
+        """Validate and store ``raw_events``; returns once the valid ones are committed."""
+        now = time.time()
+        valid, result = self.validate(raw_events, now)
+        inserted = self.commit([Batch(valid, len(result.rejected), now)])[0]
+        result.accepted = inserted
+        result.duplicates = len(valid) - inserted
+        return result
+
+    def commit(self, batches: Sequence[Batch]) -> list[int]:
+        """Store several batches in one transaction; returns how many events of each were new."""
+        store = self.store
+        learned: dict[str, dict[str, int]] = {"users": {}, "items": {}}
+        inserted: list[int] = []
+        with store.write() as conn:
+            for batch in batches:
+                inserted.append(self._write(conn, batch, learned) if batch.events else 0)
+                store.record_ingest(
+                    conn,
+                    _day(batch.received_at),
+                    inserted[-1],
+                    len(batch.events) - inserted[-1],
+                    batch.rejected,
+                )
+        store.remember_ids("users", learned["users"])
+        store.remember_ids("items", learned["items"])
+        return inserted
+
+    def _write(self, conn: Connection, batch: Batch, learned: dict[str, dict[str, int]]) -> int:
+        store, now, events = self.store, batch.received_at, batch.events
+        users, new_users = store.resolve_ids(conn, "users", (e.user_id for e in events), now)
+        item_keys = {e.item_id for e in events if e.item_id is not None}
+        items, new_items = store.resolve_ids(conn, "items", item_keys, now)
+        learned["users"].update(new_users)
+        learned["items"].update(new_items)
+        rows: list[EventRow] = [
+            (
+                e.event_id,
+                users[e.user_id],
+                items[e.item_id] if e.item_id is not None else None,
+                e.type,
+                e.value,
+                e.timestamp,
+                now,
+                e.recommendation_id,
+                e.context,
+            )
+            for e in events
+        ]
+        return insert_events(conn, rows)
+
+
+class GroupCommitWriter:
+    """A thread that commits queued batches together; ``submit`` resolves when durable."""
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+        self._queue: queue.Queue[tuple[Batch, Future[int]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> Future[int]:
+        future: Future[int] = Future()
+        self._queue.put((batch, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            size = len(first[0].events)
+            while size < GROUP_MAX_EVENTS:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                group.append(item)
+                size += len(item[0].events)
+            try:
+                counts = self.ingestor.commit([batch for batch, _ in group])
+            except Exception as exc:  # every waiter must hear about the failure
+                for _, future in group:
+                    future.set_exception(exc)
+            else:
+                for (_, future), count in zip(group, counts, strict=True):
+                    future.set_result(count)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")

@@ -1,0 +1,157 @@
+"""Validation of incoming events: each problem names the field and the reason.
+
+Hand-written rather than a pydantic model per event because it is the ingestion hot path
+(100 000 events/s) and a bad event must be reported without rejecting its valid neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from dataflywheel.config import Settings
+from dataflywheel.errors import ValidationError
+
+FIELDS = frozenset(
+    {"event_id", "user_id", "item_id", "type", "value", "timestamp", "recommendation_id", "context"}
+)
+# Earliest accepted timestamp (1990-01-01): older ones are almost always unit mistakes.
+MIN_TIMESTAMP = 631_152_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event, ready to be stored."""
+
+    event_id: str
+    user_id: str
+    item_id: str | None
+    type: str
+    value: float
+    timestamp: float
+    recommendation_id: str | None
+    context: str | None
+
+
+def new_event_id(now: float) -> str:
+    """A time-ordered id (like UUIDv7): appends to the dedup index instead of scattering."""
+    return f"{int(now * 1_000_000):014x}{os.urandom(9).hex()}"
+
+
+def parse_timestamp(raw: Any, field: str = "timestamp") -> float:
+    """RFC 3339 string or epoch seconds → epoch seconds."""
+    if isinstance(raw, bool):
+        raise ValidationError("must be an RFC 3339 string or epoch seconds", field=field)
+    if isinstance(raw, int | float):
+        ts = float(raw)
+    elif isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValidationError(
+                f"{raw[:40]!r} is not an RFC 3339 timestamp", field=field
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValidationError("RFC 3339 timestamp needs a UTC offset or Z", field=field)
+        ts = parsed.timestamp()
+    else:
+        raise ValidationError("must be an RFC 3339 string or epoch seconds", field=field)
+    if not math.isfinite(ts) or ts < MIN_TIMESTAMP:
+        raise ValidationError("must be a time after 1990-01-01", field=field)
+    return ts
+
+
+class EventValidator:
+    """Checks raw event objects against the settings (types, limits, clock skew)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _string(self, raw: dict[str, Any], field: str, *, required: bool) -> str | None:
+        value = raw.get(field)
+        if value is None:
+            if required:
+                raise ValidationError("is required", field=field)
+            return None
+        if not isinstance(value, str):
+            raise ValidationError(f"must be a string, got {type(value).__name__}", field=field)
+        if not value or len(value) > self.settings.max_id_length:
+            raise ValidationError(
+                f"must be 1 to {self.settings.max_id_length} characters", field=field
+            )
+        return value
+
+    def check_type(self, event_type: str) -> None:
+        if event_type not in self.settings.signals and not self.settings.accept_unknown_types:
+            raise ValidationError(
+                f"unknown event type {event_type!r}; configure it under [signals]", field="type"
+            )
+
+    @staticmethod
+    def check_value(value: float) -> None:
+        if not math.isfinite(value):
+            raise ValidationError("must be a finite number", field="value")
+
+    def check_timestamp(self, raw: Any, now: float) -> float:
+        timestamp = parse_timestamp(raw)
+        if timestamp > now + self.settings.max_future_seconds:
+            raise ValidationError(
+                f"is {timestamp - now:.0f} s in the future "
+                f"(limit {self.settings.max_future_seconds:.0f} s)",
+                field="timestamp",
+            )
+        return timestamp
+
+    def check_context_size(self, size: int) -> None:
+        if size > self.settings.max_context_bytes:
+            raise ValidationError(
+                f"is {size} bytes (limit {self.settings.max_context_bytes})", field="context"
+            )
+
+    def validate(self, raw: Any, now: float) -> Event:
+        """One event or a ValidationError naming the first wrong field."""
+        if not isinstance(raw, dict):
+            raise ValidationError("each event must be a JSON object", field="event")
+        unknown = raw.keys() - FIELDS
+        if unknown:
+            raise ValidationError("unknown field", field=sorted(unknown)[0])
+        user_id = self._string(raw, "user_id", required=True)
+        item_id = self._string(raw, "item_id", required=False)
+        event_type = self._string(raw, "type", required=True)
+        assert user_id is not None and event_type is not None
+        self.check_type(event_type)
+        value = raw.get("value", 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("must be a number", field="value")
+        self.check_value(value)
+        timestamp = now
+        if raw.get("timestamp") is not None:
+            timestamp = self.check_timestamp(raw["timestamp"], now)
+        recommendation_id = self._string(raw, "recommendation_id", required=False)
+        context = raw.get("context")
+        context_json: str | None = None
+        if context is not None:
+            if not isinstance(context, dict):
+                raise ValidationError("must be a JSON object", field="context")
+            try:
+                encoded = orjson.dumps(context)
+            except TypeError as exc:
+                raise ValidationError(f"is not encodable: {exc}", field="context") from None
+            self.check_context_size(len(encoded))
+            context_json = encoded.decode()
+        event_id = self._string(raw, "event_id", required=False) or new_event_id(now)
+        return Event(
+            event_id=event_id,
+            user_id=user_id,
+            item_id=item_id,
+            type=event_type,
+            value=float(value),
+            timestamp=timestamp,
+            recommendation_id=recommendation_id,
+            context=context_json,
+        )

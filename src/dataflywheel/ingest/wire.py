@@ -1,0 +1,83 @@
+"""The fast path for HTTP batches: msgspec decodes and type-checks a whole body in C.
+
+Only when that strict decode fails (some event has a wrong type or an unknown field) does the
+caller fall back to :class:`~dataflywheel.ingest.validate.EventValidator`, event by event, to
+name every bad event while keeping the good ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from dataflywheel.config import Settings
+from dataflywheel.errors import ValidationError
+from dataflywheel.ingest.validate import Event, EventValidator, new_event_id
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_NULL = msgspec.Raw(b"null")
+
+
+class WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Id
+    type: Id
+    item_id: Id | None = None
+    value: float = 1.0
+    timestamp: str | float | None = None
+    event_id: Id | None = None
+    recommendation_id: Id | None = None
+    context: msgspec.Raw = _NULL
+
+
+class WireBatch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[WireEvent]
+
+
+_decoder = msgspec.json.Decoder(WireBatch)
+
+
+def decode_batch(
+    body: bytes, settings: Settings, validator: EventValidator, now: float
+) -> tuple[list[Event], list[dict[str, object]]] | None:
+    """Valid events and rejections of a well-typed body, or None when the body needs the
+    per-event path (a type error somewhere, or ids longer than the configured limit)."""
+    if settings.max_id_length < 256:
+        return None
+    try:
+        batch = _decoder.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not 1 <= len(batch.events) <= settings.max_batch:
+        raise ValidationError(f"must hold 1 to {settings.max_batch} events", field="events")
+    valid: list[Event] = []
+    rejected: list[dict[str, object]] = []
+    for index, wire in enumerate(batch.events):
+        try:
+            valid.append(_check(wire, validator, now))
+        except ValidationError as exc:
+            rejected.append({"index": index, "field": exc.field, "error": exc.message})
+    return valid, rejected
+
+
+def _check(wire: WireEvent, validator: EventValidator, now: float) -> Event:
+    validator.check_type(wire.type)
+    validator.check_value(wire.value)
+    timestamp = now if wire.timestamp is None else validator.check_timestamp(wire.timestamp, now)
+    context: str | None = None
+    raw = bytes(wire.context)
+    if raw != b"null":
+        if not raw.lstrip().startswith(b"{"):
+            raise ValidationError("must be a JSON object", field="context")
+        validator.check_context_size(len(raw))
+        context = raw.decode()
+    return Event(
+        event_id=wire.event_id or new_event_id(now),
+        user_id=wire.user_id,
+        item_id=wire.item_id,
+        type=wire.type,
+        value=wire.value,
+        timestamp=timestamp,
+        recommendation_id=wire.recommendation_id,
+        context=context,
+    )

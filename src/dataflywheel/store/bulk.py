@@ -1,0 +1,70 @@
+"""The bulk write path for events: the one place with dialect-specific SQL.
+
+SQLite takes a prepared ``INSERT OR IGNORE`` through ``executemany``; PostgreSQL streams the rows
+with ``COPY`` into a temporary table and moves them with ``INSERT ... ON CONFLICT DO NOTHING``.
+Both skip rows whose ``event_id`` is already stored, which is what makes retries idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+EventRow = tuple[str, int, int | None, str, float, float, float, str | None, str | None]
+COLUMNS = (
+    "event_id",
+    "user_idx",
+    "item_idx",
+    "type",
+    "value",
+    "ts",
+    "received_at",
+    "recommendation_id",
+    "context",
+)
+_COLUMN_LIST = ", ".join(COLUMNS)
+
+
+def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
+    """Insert ``rows`` in the caller's transaction; returns how many were new."""
+    if not rows:
+        return 0
+    raw: Any = conn.connection.dbapi_connection
+    if conn.dialect.name == "sqlite":
+        cursor = raw.cursor()
+        placeholders = ", ".join("?" * len(COLUMNS))
+        cursor.executemany(
+            f"INSERT OR IGNORE INTO events ({_COLUMN_LIST}) VALUES ({placeholders})", rows
+        )
+        return int(cursor.rowcount)
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS events_incoming (event_id text, "
+            "user_idx integer, item_idx integer, type text, value float8, ts float8, "
+            "received_at float8, recommendation_id text, context text) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY events_incoming ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM events_incoming "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
+        return int(cursor.rowcount)
+
+
+def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], now: float) -> None:
+    """Create user or item rows for ``keys`` that do not exist yet (bulk path of id mapping)."""
+    marker = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = (
+        f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
+        f"VALUES ({marker}, false, {marker}, {marker}) ON CONFLICT ({column}) DO NOTHING"
+    )
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(sql, [(key, now, now) for key in keys])
+    finally:
+        cursor.close()

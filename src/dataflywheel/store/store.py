@@ -1,0 +1,198 @@
+"""The store: one object over the engine that every service (ingest, learn, serve...) shares."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from dataflywheel.config import Settings
+from dataflywheel.errors import ConfigError
+from dataflywheel.store import schema
+from dataflywheel.store.bulk import insert_keys
+from dataflywheel.store.engine import IMMEDIATE, create_store_engine
+from dataflywheel.store.migrate import upgrade
+
+Kind = Literal["users", "items"]
+_TABLES: dict[str, tuple[Table, str]] = {
+    "users": (schema.users, "user_id"),
+    "items": (schema.items, "item_id"),
+}
+# SQLite accepts at most 32 766 bound parameters; stay well below for IN lists.
+_IN_CHUNK = 900
+_CACHE_LIMIT = 2_000_000
+
+
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT construct, which offers ``on_conflict_do_*`` on both backends."""
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+class Store:
+    """Owns the engine, applies migrations on open and maps external ids to dense ids."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_store_engine(settings.db, synchronous=settings.sqlite_synchronous)
+        try:
+            upgrade(self.engine)
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open store {settings.db}: {exc.orig}", field="db") from exc
+        self._ids: dict[str, dict[str, int]] = {"users": {}, "items": {}}
+        self._ids_lock = threading.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (SQLite takes its write lock at BEGIN)."""
+        with self.engine.connect().execution_options(**IMMEDIATE) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # Dense ids -----------------------------------------------------------------------------
+
+    def resolve_ids(
+        self, conn: Connection, kind: Kind, keys: Iterable[str], now: float
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Dense ids for ``keys``, creating rows for unseen ones inside ``conn``'s transaction.
+
+        Returns (all ids, the newly learned ones); call :meth:`remember_ids` with the second
+        after the transaction commits, so a rollback never leaves a phantom id in the cache.
+        """
+        cache = self._ids[kind]
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for key in set(keys):
+            idx = cache.get(key)
+            if idx is None:
+                missing.append(key)
+            else:
+                found[key] = idx
+        learned: dict[str, int] = {}
+        if missing:
+            table, column = _TABLES[kind]
+            insert_keys(conn, table.name, column, missing, now)
+            learned = self._select_ids(conn, kind, missing)
+            found.update(learned)
+        return found, learned
+
+    def remember_ids(self, kind: Kind, learned: Mapping[str, int]) -> None:
+        with self._ids_lock:
+            cache = self._ids[kind]
+            if len(cache) + len(learned) > _CACHE_LIMIT:
+                cache.clear()
+            cache.update(learned)
+
+    def _select_ids(self, conn: Connection, kind: Kind, keys: Sequence[str]) -> dict[str, int]:
+        table, column = _TABLES[kind]
+        out: dict[str, int] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            result = conn.execute(
+                select(table.c[column], table.c.idx).where(table.c[column].in_(chunk))
+            )
+            out.update({key: idx for key, idx in result})
+        return out
+
+    def lookup_ids(self, kind: Kind, keys: Sequence[str]) -> dict[str, int]:
+        """Dense ids of known ``keys`` (unknown ones are absent), without creating rows."""
+        cache = self._ids[kind]
+        out = {k: cache[k] for k in keys if k in cache}
+        missing = [k for k in keys if k not in out]
+        if missing:
+            with self.read() as conn:
+                learned = self._select_ids(conn, kind, missing)
+            self.remember_ids(kind, learned)
+            out.update(learned)
+        return out
+
+    # Users and items -----------------------------------------------------------------------
+
+    def upsert_entities(self, kind: Kind, records: Sequence[Mapping[str, Any]], now: float) -> int:
+        """Insert or update users/items; only the fields present in a record are changed."""
+        table, column = _TABLES[kind]
+        with self.write() as conn:
+            for record in records:
+                values = {k: v for k, v in record.items() if k != "id"}
+                values.setdefault("created_at", now)
+                insert = dialect_insert(conn, table).values(
+                    {column: record["id"], "hidden": False, "updated_at": now, **values}
+                )
+                updates = {k: insert.excluded[k] for k in values if k != "created_at"}
+                updates["updated_at"] = insert.excluded.updated_at
+                if "created_at" in record:
+                    updates["created_at"] = insert.excluded.created_at
+                conn.execute(insert.on_conflict_do_update(index_elements=[column], set_=updates))
+        return len(records)
+
+    def get_entity(self, kind: Kind, key: str) -> dict[str, Any] | None:
+        table, column = _TABLES[kind]
+        with self.read() as conn:
+            row = conn.execute(select(table).where(table.c[column] == key)).mappings().first()
+        if row is None:
+            return None
+        return {
+            "id": row[column],
+            "attributes": row["attributes"] or {},
+            "categories": row["categories"] or [],
+            "hidden": bool(row["hidden"]),
+            "created_at": row["created_at"],
+        }
+
+    # Counts ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The object of ``GET /v1/stats``."""
+        with self.read() as conn:
+            by_type: dict[str, int] = dict(
+                conn.execute(
+                    select(schema.events.c.type, func.count()).group_by(schema.events.c.type)
+                ).all()
+            )
+
+            def count(table: Table) -> int:
+                return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+            return {
+                "events": sum(by_type.values()),
+                "events_by_type": {str(k): int(v) for k, v in sorted(by_type.items())},
+                "users": count(schema.users),
+                "items": count(schema.items),
+                "impressions": count(schema.impressions),
+                "models": count(schema.models),
+            }
+
+    def record_ingest(
+        self, conn: Connection, date: str, accepted: int, duplicates: int, rejected: int
+    ) -> None:
+        """Add one batch's outcome to the day's data-quality counters."""
+        table = schema.ingest_daily
+        insert = dialect_insert(conn, table).values(
+            date=date, accepted=accepted, duplicates=duplicates, rejected=rejected
+        )
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["date"],
+                set_={
+                    "accepted": table.c.accepted + insert.excluded.accepted,
+                    "duplicates": table.c.duplicates + insert.excluded.duplicates,
+                    "rejected": table.c.rejected + insert.excluded.rejected,
+                },
+            )
+        )
