@@ -76,6 +76,9 @@ class ImportResult:
 
 
 def detect_format(path: Path, fmt: str | None) -> Format:
+    """The file's format from ``fmt`` or its suffix; also checks that the file exists."""
+    if not path.is_file():
+        raise ValidationError(f"no such file: {path}", field="file")
     name = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(
         path.suffix.lower(), ""
     )
@@ -102,8 +105,6 @@ def parse_mapping(spec: str | None) -> dict[str, str]:
 
 def read_batches(path: Path, fmt: Format) -> Iterator[pa.RecordBatch]:
     """Stream the file as Arrow record batches (all columns as read by Arrow)."""
-    if not path.exists():
-        raise ValidationError(f"no such file: {path}", field="file")
     try:
         if fmt == "parquet":
             yield from pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS)
@@ -141,13 +142,27 @@ def _timestamps(array: pa.Array) -> np.ndarray:
     if pa.types.is_timestamp(array.type):
         micros = pc.cast(pc.cast(array, pa.timestamp("us", tz="UTC")), pa.int64())
         return micros.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
-    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-        return pc.cast(array, pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
-    out = np.full(len(array), math.nan)
+    out = _floats(array, default=math.nan)
     for i, raw in enumerate(_as_strings(array).to_pylist()):
-        if raw is not None:
+        if raw is not None and math.isnan(out[i]):
             with contextlib.suppress(ValidationError):
                 out[i] = parse_timestamp(raw)
+    return out
+
+
+def _floats(array: pa.Array, default: float) -> np.ndarray:
+    """Numbers of a column (``default`` where missing, NaN where not a number)."""
+    try:
+        return pc.cast(array, pa.float64()).fill_null(default).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    out = np.full(len(array), default)
+    for i, raw in enumerate(_as_strings(array).to_pylist()):
+        if raw is not None:
+            try:
+                out[i] = float(raw)
+            except ValueError:
+                out[i] = math.nan
     return out
 
 
@@ -244,15 +259,7 @@ class EventImporter:
             )
 
         values_col = _column(batch, mapping, "value")
-        if values_col is None:
-            values = np.ones(n)
-        else:
-            try:
-                values = (
-                    pc.cast(values_col, pa.float64()).fill_null(1.0).to_numpy(zero_copy_only=False)
-                )
-            except pa.ArrowInvalid:
-                values = np.full(n, math.nan)
+        values = np.ones(n) if values_col is None else _floats(values_col, default=1.0)
         invalid(~np.isfinite(values), "value", "must be a finite number")
 
         ts_col = _column(batch, mapping, "timestamp")

@@ -10,16 +10,26 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
+import click
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dataflywheel.cli.common import (
+    DbOption,
+    FormatOption,
+    JsonOption,
+    MapOption,
+    emit_json,
+    err,
+    open_wheel,
+    out,
+    progress_bar,
+)
 from dataflywheel.config import load_settings
 from dataflywheel.errors import FlywheelError, ValidationError
+from dataflywheel.store.store import Kind
 from dataflywheel.wheel import Flywheel
 
 app = typer.Typer(
@@ -32,41 +42,6 @@ import_app = typer.Typer(help="Bulk-load events, items or users from CSV, JSON L
 keys_app = typer.Typer(help="Manage API keys.")
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
-
-err = Console(stderr=True)
-out = Console()
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", envvar="FLYWHEEL_DB", help="Store URL (sqlite:///... or postgresql://...)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-FormatOption = Annotated[
-    str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from the suffix).")
-]
-MapOption = Annotated[
-    str | None,
-    typer.Option("--map", help="Column mapping, e.g. user_id=userId,item_id=movieId,value=rating."),
-]
-
-
-def open_wheel(db: str | None) -> Flywheel:
-    return Flywheel(load_settings(db=db))
-
-
-def emit_json(document: Any) -> None:
-    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
 
 
 @import_app.command("events")
@@ -83,7 +58,7 @@ def import_events(
     """Load events; re-running the same file stores nothing twice (resumable)."""
     from dataflywheel.ingest.importer import EventImporter, parse_mapping
 
-    with open_wheel(db) as wheel, _progress() as progress:
+    with open_wheel(db) as wheel, progress_bar() as progress:
         task = progress.add_task(f"importing {file.name}", total=None)
         result = EventImporter(wheel.store).run(
             file,
@@ -105,12 +80,18 @@ def import_events(
         err.print(f"  row {error['row']}: {error['field']}: {error['error']}")
 
 
-def _import_entities(kind: str, file: Path, fmt: str | None, mapping: str | None, db: str | None) -> int:
+def _import_entities(
+    kind: Kind, file: Path, fmt: str | None, mapping: str | None, db: str | None
+) -> int:
     from dataflywheel.ingest.importer import import_entities, parse_mapping
 
     with open_wheel(db) as wheel:
         return import_entities(
-            wheel.store, kind, file, fmt=fmt, mapping=parse_mapping(mapping)  # type: ignore[arg-type]
+            wheel.store,
+            kind,
+            file,
+            fmt=fmt,
+            mapping=parse_mapping(mapping),
         )
 
 
@@ -226,6 +207,9 @@ def main() -> None:
         where = f" ({exc.field})" if isinstance(exc, ValidationError) and exc.field else ""
         err.print(f"[red]error{where}:[/red] {exc.message}")
         sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("interrupted")
         sys.exit(130)
