@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     max_future_seconds: float = 3_600.0
     sqlite_synchronous: str = "FULL"
 
+    # Serving: the exploration policy (see dataflywheel.serve.exploration.make_policy).
+    exploration: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "epsilon_greedy", "epsilon": 0.05}
+    )
+
     # KPIs.
     session_gap_seconds: float = 1_800.0
 

@@ -8,6 +8,10 @@ from typing import Any
 
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.ingest.service import Batch, Ingestor, IngestResult
+from dataflywheel.learn.registry import Registry
+from dataflywheel.learn.trainer import Trainer
+from dataflywheel.loop.scheduler import Loop
+from dataflywheel.serve.service import RecommendationService
 from dataflywheel.store.store import Store
 
 
@@ -18,8 +22,21 @@ class Flywheel:
         self.settings = settings
         self.store = Store(settings)
         self.ingestor = Ingestor(self.store)
+        self.registry = Registry(self.store)
+        self.trainer = Trainer(self.store, self.registry, settings.artifacts_dir())
+        self.loop = Loop(self.store, self.registry, self.trainer, settings)
+        self._serving: RecommendationService | None = None
+
+    @property
+    def serving(self) -> RecommendationService:
+        """The serving state (champion, histories, catalogue), created on first use."""
+        if self._serving is None:
+            self._serving = RecommendationService(self.store, self.registry, self.settings)
+        return self._serving
 
     def close(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
         self.store.close()
 
     def __enter__(self) -> Flywheel:
@@ -71,7 +88,68 @@ class Flywheel:
         return self.store.upsert_entities("users", records, time.time())
 
     def stats(self) -> dict[str, Any]:
+        self.flush()
         return self.store.stats()
+
+    def flush(self) -> None:
+        """Wait until every impression logged so far is stored."""
+        if self._serving is not None:
+            self._serving.impressions.flush()
+
+    # Serving ---------------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        context: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+        exclude_consumed: bool = True,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """Top-k items for ``user_id`` (same object as ``GET /v1/recommendations``)."""
+        return self.serving.recommend(
+            user_id,
+            k,
+            context=context,
+            item_filter=filter,
+            exclude=exclude,
+            exclude_consumed=exclude_consumed,
+            now=now,
+        )
+
+    def similar(self, item_id: str, k: int = 10) -> dict[str, Any]:
+        return self.serving.similar(item_id, k)
+
+    # Learning --------------------------------------------------------------------------------
+
+    def train(
+        self, model: str = "auto", budget: float | None = None, *, now: float | None = None
+    ) -> dict[str, Any]:
+        """Snapshot, search/fit and register a model version (the first becomes champion)."""
+        return self.trainer.train(
+            model, self.settings.train_budget_seconds if budget is None else budget, now=now
+        )
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """Leaderboard of the registered configurations on today's temporal holdout."""
+        return self.trainer.leaderboard()
+
+    def models(self) -> list[dict[str, Any]]:
+        return self.registry.versions()
+
+    def promote(self, version: str, reason: str = "manual promotion") -> dict[str, Any]:
+        return self.registry.promote(version, reason)
+
+    def rollback(self, reason: str = "manual rollback") -> dict[str, Any]:
+        return self.registry.rollback(reason)
+
+    def run_loop_once(self, now: float | None = None) -> dict[str, Any]:
+        """One step of the background loop: retrain if due, gate, promote or keep."""
+        self.flush()
+        return self.loop.run_once(now)
 
 
 def open(url: str | None = None, **settings: Any) -> Flywheel:

@@ -14,12 +14,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dataflywheel import __version__
-from dataflywheel.api import entities, events, system
+from dataflywheel.api import entities, events, models, recommendations, system
 from dataflywheel.api.schemas import EventBatch
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.errors import FlywheelError
 from dataflywheel.ingest.service import GroupCommitWriter
 from dataflywheel.keys import KeyRing
+from dataflywheel.loop.scheduler import Loop, LoopThread
 from dataflywheel.wheel import Flywheel
 
 
@@ -29,15 +30,21 @@ def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The HTTP API over the store named in ``settings``."""
+def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
+    """The HTTP API over the store named in ``settings``; ``run_loop`` starts the background
+    loop (retraining and promotion) with the server."""
     wheel = Flywheel(settings)
 
     writer = GroupCommitWriter(wheel.ingestor)
+    loop = LoopThread(Loop(wheel.store, wheel.registry, wheel.trainer, settings, isolated=True))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_loop:
+            loop.start()
         yield
+        if run_loop:
+            loop.stop()
         writer.close()
         wheel.close()
 
@@ -50,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.writer = writer
     app.state.keys = KeyRing(wheel.store)
     app.state.metrics = system.Metrics()
-    for module in (events, entities, system):
+    for module in (events, entities, recommendations, models, system):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_openapi(app)
@@ -103,4 +110,4 @@ def _install_openapi(app: FastAPI) -> None:
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings come from FLYWHEEL_* variables."""
-    return create_app(load_settings(db=os.environ.get("FLYWHEEL_DB")))
+    return create_app(load_settings(db=os.environ.get("FLYWHEEL_DB")), run_loop=True)

@@ -16,6 +16,7 @@ import click
 import typer
 from rich.table import Table
 
+from dataflywheel.cli import models
 from dataflywheel.cli.common import (
     DbOption,
     FormatOption,
@@ -155,6 +156,9 @@ def keys_create(
     else:
         out.print(key)
         err.print(f"scope {scope}; store it now, it is not shown again")
+
+
+models.register(app)
 
 
 def is_loopback(host: str) -> bool:

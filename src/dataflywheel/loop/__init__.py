@@ -1,1 +1,1 @@
-"""loop"""
+"""The background loop: retraining triggers, gates, promotion."""

@@ -1,0 +1,146 @@
+"""Training snapshots: the store's events as weighted arrays, with an id and a watermark.
+
+A snapshot is every event up to ``watermark`` (the highest ``events.id`` included) that names an
+item, each turned into a signed weight by the configured signals. Recording it lets every model
+version say which data it learned from, which is how data-to-model latency is measured.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, select
+
+from dataflywheel.config import Settings
+from dataflywheel.store import schema
+from dataflywheel.store.store import Store
+
+
+@dataclass
+class EventArrays:
+    """Columns of weighted interactions (dense ids index the users/items tables)."""
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    weight: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_idx)
+
+    def take(self, mask: np.ndarray) -> EventArrays:
+        return EventArrays(
+            self.user_idx[mask], self.item_idx[mask], self.weight[mask], self.timestamp[mask]
+        )
+
+
+@dataclass
+class Snapshot:
+    """A frozen view of the events a model is trained on."""
+
+    id: str
+    watermark: int
+    created_at: float
+    events: EventArrays
+    n_users: int
+    n_items: int
+    n_events: int
+
+
+def weight_expression(settings: Settings) -> Any:
+    """SQL for each event's signed weight: ``weight * (value - offset)`` or ``weight``."""
+    e = schema.events.c
+    whens = []
+    for name, signal in settings.signals.items():
+        if signal.weight == 0:
+            continue
+        value = (
+            (e.value - signal.offset) * signal.weight
+            if signal.uses_value
+            else literal(signal.weight)
+        )
+        whens.append((e.type == name, value))
+    return case(*whens, else_=literal(0.0)) if whens else literal(0.0)
+
+
+def events_query(settings: Settings) -> Any:
+    """Weighted item events with ``after < id <= upto`` (bind parameters), in id order."""
+    e = schema.events.c
+    return (
+        select(e.id, e.user_idx, e.item_idx, weight_expression(settings), e.ts)
+        .where(
+            e.item_idx.is_not(None),
+            e.id > bindparam("after", type_=BigInteger),
+            e.id <= bindparam("upto", type_=BigInteger),
+        )
+        .order_by(e.id)
+    )
+
+
+def read_events(
+    store: Store, *, after: int = 0, upto: int | None = None, query: Any = None
+) -> tuple[EventArrays, int]:
+    """Weighted item events with ``after < id <= upto``; returns them and the highest id seen.
+
+    ``query`` is a prepared :func:`events_query` (callers on the hot path build it once).
+    """
+    query = events_query(store.settings) if query is None else query
+    limit = upto if upto is not None else 2**62
+    with store.read() as conn:
+        rows = conn.execute(query, {"after": after, "upto": limit}).all()
+    if not rows:
+        empty = np.zeros(0)
+        return EventArrays(empty.astype(np.int64), empty.astype(np.int64), empty, empty), after
+    table = np.array(rows, dtype=np.float64)
+    arrays = EventArrays(
+        table[:, 1].astype(np.int64),
+        table[:, 2].astype(np.int64),
+        table[:, 3],
+        table[:, 4],
+    )
+    return arrays, int(table[-1, 0])
+
+
+def entity_count(store: Store, table: Any) -> int:
+    """One past the highest dense id: the row count of a matrix indexed by ``idx``."""
+    with store.read() as conn:
+        highest = conn.execute(select(func.max(table.c.idx))).scalar_one()
+    return int(highest or 0) + 1
+
+
+def take_snapshot(store: Store, *, now: float | None = None, record: bool = True) -> Snapshot:
+    """Read every weighted event so far; ``record`` stores the snapshot (models refer to it)."""
+    with store.read() as conn:
+        watermark = int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
+    events, _ = read_events(store, upto=watermark)
+    snapshot = Snapshot(
+        id=uuid.uuid4().hex[:16],
+        watermark=watermark,
+        created_at=time.time() if now is None else now,
+        events=events,
+        n_users=entity_count(store, schema.users),
+        n_items=entity_count(store, schema.items),
+        n_events=len(events),
+    )
+    if not record:
+        return snapshot
+    pairs = events.user_idx * snapshot.n_items + events.item_idx
+    n_pairs = int(np.unique(pairs).size)
+    with store.write() as conn:
+        conn.execute(
+            insert(schema.snapshots).values(
+                id=snapshot.id,
+                created_at=snapshot.created_at,
+                watermark=watermark,
+                n_events=snapshot.n_events,
+                n_users=snapshot.n_users,
+                n_items=snapshot.n_items,
+                n_interactions=n_pairs,
+                params={"signals": {k: v.model_dump() for k, v in store.settings.signals.items()}},
+            )
+        )
+    return snapshot

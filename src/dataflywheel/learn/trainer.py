@@ -1,0 +1,154 @@
+"""Training: snapshot → model search or fit → evaluation on a temporal holdout → registry.
+
+A trainer is anything that reads a snapshot and registers an artifact, so it can run in the
+server's loop, in ``flywheel train``, or (later) on another machine against the same store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from dataflywheel.errors import TrainingError, ValidationError
+from dataflywheel.evaluation.ranking import ranking_metrics
+from dataflywheel.evaluation.splits import per_user_temporal
+from dataflywheel.learn.matrix import build_matrix
+from dataflywheel.learn.models import MODELS, create
+from dataflywheel.learn.registry import Registry
+from dataflywheel.learn.search import search
+from dataflywheel.learn.snapshot import EventArrays, Snapshot, take_snapshot
+from dataflywheel.store.store import Store
+
+K = 10
+MIN_EVENTS = 20
+HOLDOUT_FRACTION = 0.2
+
+
+@dataclass
+class Holdout:
+    """A per-user temporal split of a snapshot: each user's last 20% of events held out."""
+
+    events: EventArrays
+    valid: np.ndarray
+    n_users: int
+    n_items: int
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> Holdout:
+        ev = snapshot.events
+        _, valid = per_user_temporal(
+            ev.user_idx, ev.item_idx, ev.timestamp, fraction=HOLDOUT_FRACTION
+        )
+        if not valid.any():
+            raise TrainingError("no user has enough events for a holdout (need 5 per user)")
+        return cls(ev, valid, snapshot.n_users, snapshot.n_items)
+
+    def evaluate(
+        self, name: str, params: dict[str, Any], matrix: dict[str, Any]
+    ) -> dict[str, float]:
+        """Fit the configuration on the training part and score it on the held-out part."""
+        ev, valid = self.events, self.valid
+        train = build_matrix(
+            ev.user_idx[~valid],
+            ev.item_idx[~valid],
+            ev.weight[~valid],
+            ev.timestamp[~valid],
+            n_users=self.n_users,
+            n_items=self.n_items,
+            **matrix,
+        )
+        seen = (train > 0).astype(np.float32)
+        heldout = sp.csr_matrix(
+            (np.ones(int(valid.sum()), np.float32), (ev.user_idx[valid], ev.item_idx[valid])),
+            shape=(self.n_users, self.n_items),
+        )
+        users = np.flatnonzero(heldout.getnnz(axis=1))
+        started = time.monotonic()
+        model = create(name, **params).fit(train)
+        fit_seconds = time.monotonic() - started
+        ids, _ = model.recommend(train[users], K, exclude=seen[users])
+        metrics = ranking_metrics(ids, heldout[users], seen, K)
+        return {**metrics, "fit_seconds": fit_seconds}
+
+
+class Trainer:
+    """Trains candidates from the store and registers them."""
+
+    def __init__(self, store: Store, registry: Registry, artifacts: Path) -> None:
+        self.store = store
+        self.registry = registry
+        self.artifacts = artifacts
+
+    def train(
+        self, model: str = "auto", budget: float = 60.0, *, now: float | None = None, seed: int = 0
+    ) -> dict[str, Any]:
+        """Snapshot the store, pick and fit a model, register it; the first becomes champion."""
+        if model != "auto" and model not in MODELS:
+            raise ValidationError(
+                f"unknown model {model!r}; choose auto or one of {', '.join(MODELS)}", field="model"
+            )
+        if budget <= 0:
+            raise ValidationError("budget must be positive", field="budget")
+        now = time.time() if now is None else now
+        snapshot = take_snapshot(self.store, now=now)
+        if snapshot.n_events < MIN_EVENTS:
+            raise TrainingError(
+                f"only {snapshot.n_events} item events in the store; need {MIN_EVENTS} to train"
+            )
+        holdout = Holdout.of(snapshot)
+        ev = snapshot.events
+        started = time.monotonic()
+        result = search(
+            ev.user_idx,
+            ev.item_idx,
+            ev.weight,
+            ev.timestamp,
+            n_users=snapshot.n_users,
+            n_items=snapshot.n_items,
+            budget_seconds=budget,
+            valid_mask=holdout.valid,
+            models=None if model == "auto" else [model],
+            k=K,
+            seed=seed,
+        )
+        fit_seconds = time.monotonic() - started
+        artifact = self.artifacts / f"{snapshot.id}-{result.name}"
+        result.model.save(artifact)
+        version = self.registry.register(
+            name=result.name,
+            params={"model": result.params, "matrix": result.matrix_params},
+            metrics={
+                **result.metrics,
+                "holdout_users": int(np.unique(ev.user_idx[holdout.valid]).size),
+            },
+            snapshot_id=snapshot.id,
+            artifact=str(artifact),
+            fit_seconds=fit_seconds,
+            created_at=now,
+        )
+        if self.registry.champion() is None:
+            version = self.registry.promote(version["version"], "first model", now)
+        return version
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Every registered configuration refit and scored on today's holdout."""
+        holdout = Holdout.of(take_snapshot(self.store, record=False))
+        rows = []
+        for entry in self.registry.versions():
+            metrics = holdout.evaluate(
+                entry["name"], entry["params"]["model"], entry["params"]["matrix"]
+            )
+            rows.append(
+                {
+                    "version": entry["version"],
+                    "name": entry["name"],
+                    "status": entry["status"],
+                    **metrics,
+                }
+            )
+        return sorted(rows, key=lambda row: -row[f"ndcg@{K}"])

@@ -1,0 +1,195 @@
+"""The background loop: retrain when enough new data arrived or a period passed, gate the
+candidate against the champion on the same holdout, promote or keep — and say why.
+
+Exactly one loop runs per store: a lease row in the database names the holder, so API replicas
+can all start a loop thread and only one of them works at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, insert, select, update
+
+from dataflywheel.config import Settings
+from dataflywheel.errors import FlywheelError, TrainingError
+from dataflywheel.learn.registry import Registry
+from dataflywheel.learn.snapshot import take_snapshot
+from dataflywheel.learn.trainer import Holdout, Trainer
+from dataflywheel.store import schema
+from dataflywheel.store.store import Store
+
+log = logging.getLogger(__name__)
+LEASE = "loop"
+
+
+class Loop:
+    """One step at a time: :meth:`run_once` is what the server's thread calls periodically."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        trainer: Trainer,
+        settings: Settings,
+        *,
+        isolated: bool = False,
+    ) -> None:
+        self.isolated = isolated
+        self.store = store
+        self.registry = registry
+        self.trainer = trainer
+        self.settings = settings
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+
+    def due(self, now: float) -> tuple[bool, str]:
+        """Whether to retrain: new events since the champion's snapshot, or time since it."""
+        champion = self.registry.champion()
+        with self.store.read() as conn:
+            latest = int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
+            if champion is None:
+                return latest > 0, "no model yet"
+            s = schema.snapshots.c
+            watermark = conn.execute(
+                select(s.watermark).where(s.id == champion["snapshot_id"])
+            ).scalar_one()
+        new_events = latest - int(watermark)
+        if new_events >= self.settings.retrain_min_new_events:
+            return True, f"{new_events} new events since {champion['version']}"
+        age = now - champion["created_at"]
+        if new_events > 0 and age >= self.settings.retrain_interval_seconds:
+            return True, f"{age / 3600:.1f} h since {champion['version']} was trained"
+        return False, f"{new_events} new events, {age / 3600:.1f} h since the last model"
+
+    def run_once(self, now: float | None = None) -> dict[str, Any]:
+        """Retrain if due, then promote the candidate only if it beats the champion."""
+        now = time.time() if now is None else now
+        due, why = self.due(now)
+        if not due:
+            return {"action": "skipped", "version": None, "reason": why}
+        champion = self.registry.champion()
+        candidate = self.train(now)
+        if champion is None:
+            return {"action": "promoted", "version": candidate["version"], "reason": "first model"}
+        return self.gate(candidate, champion, now)
+
+    def train(self, now: float) -> dict[str, Any]:
+        """Train a candidate: in this process, or in a child process when ``isolated`` (so a
+        crash or a long fit can never take serving down with it)."""
+        budget = self.settings.train_budget_seconds
+        if not self.isolated:
+            return self.trainer.train("auto", budget, now=now)
+        flywheel = Path(sys.executable).with_name("flywheel")
+        command = [
+            str(flywheel),
+            "train",
+            "--budget",
+            str(budget),
+            "--json",
+            "--db",
+            self.settings.db,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=budget * 10 + 120)
+        if done.returncode != 0:
+            raise TrainingError(f"training failed: {done.stderr.strip()[-500:]}")
+        return dict(orjson.loads(done.stdout))
+
+    def gate(
+        self, candidate: dict[str, Any], champion: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        """Compare both configurations refit on the candidate's snapshot holdout."""
+        holdout = Holdout.of(take_snapshot(self.store, now=now, record=False))
+        theirs = holdout.evaluate(
+            champion["name"], champion["params"]["model"], champion["params"]["matrix"]
+        )
+        ours = holdout.evaluate(
+            candidate["name"], candidate["params"]["model"], candidate["params"]["matrix"]
+        )
+        needed = theirs["ndcg@10"] * (1 + self.settings.promote_min_gain)
+        detail = f"holdout NDCG@10 {ours['ndcg@10']:.4f} vs champion {theirs['ndcg@10']:.4f}"
+        if ours["ndcg@10"] >= needed:
+            self.registry.promote(
+                candidate["version"], f"beats {champion['version']}: {detail}", now
+            )
+            return {"action": "promoted", "version": candidate["version"], "reason": detail}
+        self.registry.set_status(candidate["version"], "retired", f"gate: {detail}", now)
+        return {"action": "kept", "version": champion["version"], "reason": detail}
+
+    # Lease and thread ----------------------------------------------------------------------
+
+    def acquire(self, ttl: float) -> bool:
+        """Take or renew the loop lease; False when another live holder has it."""
+        now = time.time()
+        lease = schema.leases.c
+        with self.store.write() as conn:
+            row = conn.execute(select(schema.leases).where(lease.name == LEASE)).first()
+            if row is None:
+                conn.execute(
+                    insert(schema.leases).values(
+                        name=LEASE, holder=self.holder, expires_at=now + ttl
+                    )
+                )
+                return True
+            if row.holder == self.holder or row.expires_at < now:
+                conn.execute(
+                    update(schema.leases)
+                    .where(lease.name == LEASE)
+                    .values(holder=self.holder, expires_at=now + ttl)
+                )
+                return True
+        return False
+
+    def release(self) -> None:
+        lease = schema.leases.c
+        with self.store.write() as conn:
+            conn.execute(
+                delete(schema.leases).where(lease.name == LEASE, lease.holder == self.holder)
+            )
+
+
+class LoopThread:
+    """Runs :meth:`Loop.run_once` every ``loop_interval_seconds`` while holding the lease."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flywheel-loop", daemon=True)
+        self.last: dict[str, Any] | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.loop.release()
+
+    def _run(self) -> None:
+        interval = self.loop.settings.loop_interval_seconds
+        while not self._stop.wait(interval):
+            try:
+                if self.loop.acquire(
+                    ttl=max(3 * interval, self.loop.settings.train_budget_seconds * 3)
+                ):
+                    self.last = self.loop.run_once()
+                    if self.last["action"] != "skipped":
+                        log.warning(
+                            "loop: %s %s (%s)",
+                            self.last["action"],
+                            self.last["version"],
+                            self.last["reason"],
+                        )
+            except FlywheelError as exc:
+                self.last = {"action": "failed", "version": None, "reason": exc.message}
+                log.warning("loop: %s", exc.message)
+            except Exception:  # the loop must survive anything a training run throws
+                log.exception("loop step failed; the champion keeps serving")

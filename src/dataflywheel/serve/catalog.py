@@ -1,0 +1,112 @@
+"""The serving process's view of the item catalogue: ids, hidden flags, categories, attributes.
+
+Filters become boolean masks over dense item ids; masks per category and per attribute value are
+built once per refresh, so a filtered request costs a few vectorised ANDs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from dataflywheel.errors import ValidationError
+from dataflywheel.store import schema
+from dataflywheel.store.store import Store
+
+REFRESH_SECONDS = 5.0
+
+
+class Catalog:
+    """Item metadata indexed by dense id, refreshed from the store every few seconds."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._loaded_at = -np.inf
+        self.keys: list[str | None] = [None]
+        self.index: dict[str, int] = {}
+        self.visible = np.zeros(1, dtype=bool)
+        self._categories: dict[str, np.ndarray] = {}
+        self._attributes: list[dict[str, Any]] = [{}]
+        self._attribute_masks: dict[tuple[str, str], np.ndarray] = {}
+
+    def refresh(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+            return
+        with self._lock:
+            i = schema.items.c
+            with self.store.read() as conn:
+                rows = conn.execute(
+                    select(i.idx, i.item_id, i.hidden, i.categories, i.attributes)
+                ).all()
+            size = max((row.idx for row in rows), default=0) + 1
+            keys: list[str | None] = [None] * size
+            visible = np.zeros(size, dtype=bool)
+            attributes: list[dict[str, Any]] = [{} for _ in range(size)]
+            categories: dict[str, list[int]] = {}
+            for row in rows:
+                keys[row.idx] = row.item_id
+                visible[row.idx] = not row.hidden
+                attributes[row.idx] = row.attributes or {}
+                for category in row.categories or []:
+                    categories.setdefault(str(category), []).append(row.idx)
+            masks = {}
+            for name, members in categories.items():
+                mask = np.zeros(size, dtype=bool)
+                mask[members] = True
+                masks[name] = mask
+            self.keys, self.visible, self._attributes = keys, visible, attributes
+            self.index = {key: idx for idx, key in enumerate(keys) if key is not None}
+            self._categories, self._attribute_masks = masks, {}
+            self._loaded_at = time.monotonic()
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def allowed(
+        self, item_filter: Mapping[str, Any] | None, exclude: Sequence[str] = ()
+    ) -> np.ndarray:
+        """Visible items matching ``{"categories": [...any of...], "attributes": {k: v}}``."""
+        mask = self.visible.copy()
+        if item_filter:
+            unknown = set(item_filter) - {"categories", "attributes"}
+            if unknown:
+                raise ValidationError(
+                    "filter takes 'categories' and 'attributes'", field=f"filter.{min(unknown)}"
+                )
+            wanted = item_filter.get("categories")
+            if wanted is not None:
+                if not isinstance(wanted, list) or not all(isinstance(c, str) for c in wanted):
+                    raise ValidationError("must be a list of strings", field="filter.categories")
+                any_of = np.zeros(self.size, dtype=bool)
+                for category in wanted:
+                    if category in self._categories:
+                        any_of |= self._categories[category]
+                mask &= any_of
+            attributes = item_filter.get("attributes")
+            if attributes is not None:
+                if not isinstance(attributes, dict):
+                    raise ValidationError("must be an object", field="filter.attributes")
+                for key, value in attributes.items():
+                    mask &= self._attribute_mask(str(key), value)
+        for key in exclude:
+            idx = self.index.get(key)
+            if idx is not None:
+                mask[idx] = False
+        return mask
+
+    def _attribute_mask(self, key: str, value: Any) -> np.ndarray:
+        cache_key = (key, repr(value))
+        mask = self._attribute_masks.get(cache_key)
+        if mask is None:
+            mask = np.fromiter(
+                (attrs.get(key) == value for attrs in self._attributes), dtype=bool, count=self.size
+            )
+            self._attribute_masks[cache_key] = mask
+        return mask

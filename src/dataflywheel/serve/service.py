@@ -1,0 +1,208 @@
+"""Serving: the champion scores a user's current history, exploration picks the list, and every
+answer is logged as an impression with its propensities.
+
+The champion is hot-reloaded when the registry names a new one; if its artifact cannot be used
+the previous champion keeps serving (or popularity, when there is none).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from dataflywheel.config import Settings
+from dataflywheel.errors import ModelError, NotFoundError, ValidationError
+from dataflywheel.learn.models import Recommender, load_model
+from dataflywheel.learn.registry import Registry
+from dataflywheel.learn.snapshot import read_events
+from dataflywheel.serve.catalog import Catalog
+from dataflywheel.serve.exploration import Policy, make_policy
+from dataflywheel.serve.history import Histories
+from dataflywheel.serve.impressions import ImpressionLog
+from dataflywheel.store import schema
+from dataflywheel.store.store import Store
+
+log = logging.getLogger(__name__)
+MAX_K = 200
+CHAMPION_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class Served:
+    """What serves right now: a model (None = popularity only) and the histories it reads."""
+
+    version: str | None
+    model: Recommender | None
+    matrix_params: dict[str, Any]
+    histories: Histories
+    snapshot_popularity: np.ndarray
+
+    def popularity(self, size: int) -> np.ndarray:
+        counts = self.histories.tail_popularity(size)
+        base = self.snapshot_popularity[: min(size, len(self.snapshot_popularity))]
+        counts[: len(base)] += base
+        return counts
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValidationError(f"k must be an integer from 1 to {MAX_K}", field="k")
+
+
+class RecommendationService:
+    """Answers recommendation and similar-item requests for one process."""
+
+    def __init__(self, store: Store, registry: Registry, settings: Settings) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.catalog = Catalog(store)
+        self.impressions = ImpressionLog(store)
+        self.policy: Policy = make_policy(settings.exploration)
+        self._served: Served | None = None
+        self._checked_at = -np.inf
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng()
+
+    def close(self) -> None:
+        self.impressions.close()
+
+    # The champion ---------------------------------------------------------------------------
+
+    def served(self) -> Served:
+        """The current champion, reloading it when the registry names another one."""
+        now = time.monotonic()
+        if self._served is not None and now - self._checked_at < CHAMPION_CHECK_SECONDS:
+            return self._served
+        with self._lock:
+            self._checked_at = now
+            champion = self.registry.champion()
+            version = None if champion is None else champion["version"]
+            if self._served is None or self._served.version != version:
+                try:
+                    self._served = self._load(champion)
+                except ModelError:
+                    log.exception("champion %s cannot be loaded; keeping the previous one", version)
+                    if self._served is None:
+                        self._served = self._load(None)
+            return self._served
+
+    def _load(self, champion: dict[str, Any] | None) -> Served:
+        if champion is None:
+            histories = Histories(self.store, read_events(self.store, upto=0)[0], 0)
+            return Served(None, None, {}, histories, np.zeros(0))
+        model = load_model(champion["artifact"])
+        s = schema.snapshots.c
+        with self.store.read() as conn:
+            watermark = conn.execute(
+                select(s.watermark).where(s.id == champion["snapshot_id"])
+            ).scalar_one()
+        events, _ = read_events(self.store, upto=int(watermark))
+        positive = events.weight > 0
+        popularity = np.bincount(events.item_idx[positive], minlength=model.n_items).astype(float)
+        histories = Histories(self.store, events, int(watermark))
+        return Served(
+            champion["version"], model, champion["params"].get("matrix", {}), histories, popularity
+        )
+
+    # Requests -------------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        context: Mapping[str, Any] | None = None,
+        item_filter: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+        exclude_consumed: bool = True,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The contract's recommendation object; the answer is logged as an impression."""
+        if not isinstance(user_id, str) or not 1 <= len(user_id) <= self.settings.max_id_length:
+            raise ValidationError("user_id must be a non-empty string", field="user_id")
+        _check_k(k)
+        served = self.served()
+        served.histories.catch_up()
+        self.catalog.refresh()
+        allowed = self.catalog.allowed(item_filter, exclude)
+        user = self.store.lookup_ids("users", [user_id]).get(user_id)
+        scores, consumed, personal = self._scores(served, user, allowed.size)
+        if exclude_consumed and consumed.size:
+            allowed[consumed[consumed < allowed.size]] = False
+        candidates = np.flatnonzero(allowed & np.isfinite(scores))
+        ranked = self.policy.rank(candidates, scores[candidates], k, self._rng)
+        items = [
+            {"item_id": self.catalog.keys[int(idx)], "score": float(score), "propensity": float(p)}
+            for idx, score, p in zip(ranked.items, ranked.scores, ranked.propensities, strict=True)
+        ]
+        answer = {
+            "recommendation_id": uuid.uuid4().hex,
+            "model_version": served.version if personal else None,
+            "policy": self.policy.name if personal else f"popular+{self.policy.name}",
+            "experiment": None,
+            "items": items,
+        }
+        self.impressions.log(
+            {
+                "recommendation_id": answer["recommendation_id"],
+                "user_idx": user,
+                "user_id": user_id,
+                "ts": time.time() if now is None else now,
+                "model_version": answer["model_version"],
+                "policy": answer["policy"],
+                "experiment_id": None,
+                "arm": None,
+                "item_ids": [i["item_id"] for i in items],
+                "scores": [i["score"] for i in items],
+                "propensities": [i["propensity"] for i in items],
+                "context": dict(context) if context else None,
+            }
+        )
+        return answer
+
+    def _scores(
+        self, served: Served, user: int | None, size: int
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Scores over the catalogue, the user's consumed items, and whether they are personal."""
+        consumed = np.zeros(0, dtype=np.int64)
+        if user is not None and served.histories.known(user):
+            n_items = served.model.n_items if served.model is not None else size
+            row, consumed = served.histories.row(user, n_items, served.matrix_params)
+            if served.model is not None and row.nnz:
+                scores = np.full(size, -np.inf)
+                model_scores = served.model.score(row, np.arange(served.model.n_items))[0]
+                width = min(size, len(model_scores))
+                scores[:width] = model_scores[:width]
+                return scores, consumed, True
+        return np.log1p(served.popularity(size)), consumed, False
+
+    def similar(self, item_id: str, k: int = 10) -> dict[str, Any]:
+        """Items most related to ``item_id`` under the champion (hidden items never returned)."""
+        _check_k(k)
+        self.catalog.refresh()
+        idx = self.catalog.index.get(item_id)
+        if idx is None:
+            self.catalog.refresh(force=True)
+            idx = self.catalog.index.get(item_id)
+        if idx is None:
+            raise NotFoundError(f"unknown item {item_id!r}", field="item_id")
+        served = self.served()
+        if served.model is None or idx >= served.model.n_items:
+            return {"item_id": item_id, "model_version": served.version, "items": []}
+        ids, scores = served.model.similar_items(idx, min(served.model.n_items - 1, k * 3) or 1)
+        visible = self.catalog.visible
+        items = [
+            {"item_id": self.catalog.keys[int(i)], "score": float(s)}
+            for i, s in zip(ids, scores, strict=True)
+            if i >= 0 and i < visible.size and visible[i] and np.isfinite(s)
+        ][:k]
+        return {"item_id": item_id, "model_version": served.version, "items": items}
