@@ -1,0 +1,69 @@
+"""Feature flattening, validation and hashing of Personalizer-style requests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dataflywheel.decide import FeatureHasher, parse_request
+from dataflywheel.errors import ValidationError
+
+
+def actions(n: int) -> list[dict[str, object]]:
+    return [{"id": f"a{i}", "features": [{"price": float(i)}]} for i in range(n)]
+
+
+def test_flattens_nested_objects_strings_lists_and_booleans() -> None:
+    context = [{"user": {"tier": "gold", "age": 31, "vip": True, "geo": [47.6, -122.1]}}]
+    acts = [{"id": "x", "features": [{"tags": ["red", "sale"], "dims": {"w": 2}}]}]
+    req = parse_request(context, acts)
+    ctx = dict(zip(req.context.names, req.context.values, strict=True))
+    assert ctx == {
+        "user.tier=gold": 1.0,
+        "user.age": 31,
+        "user.vip=true": 1.0,
+        "user.geo[0]": 47.6,
+        "user.geo[1]": -122.1,
+    }
+    assert req.actions[0].names == ["tags=red", "tags=sale", "dims.w", "_id=x"]
+    assert req.action_ids == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("context", "acts", "field"),
+    [
+        ([{"u": {"age": math.nan}}], actions(2), "context_features[0].u.age"),
+        ([{"geo": [1.0, math.inf]}], actions(2), "context_features[0].geo[1]"),
+        ([], [{"id": "a", "features": [{"p": -math.inf}]}], "actions[0].features[0].p"),
+        ([], [], "actions"),
+        ([], actions(51), "actions"),
+        ([], [{"id": "a"}, {"id": "a"}], "actions[1].id"),
+        ([], [{"features": []}], "actions[0].id"),
+        ("text", actions(1), "context_features"),
+        ([3], actions(1), "context_features[0]"),
+        ([{"f": object()}], actions(1), "context_features[0].f"),
+    ],
+)
+def test_bad_requests_name_the_field(context: object, acts: object, field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_request(context, acts)
+    assert err.value.field == field
+
+
+def test_fifty_actions_are_accepted() -> None:
+    assert len(parse_request([], actions(50)).actions) == 50
+
+
+def test_hashing_is_stable_across_instances_and_covers_the_outer_product() -> None:
+    req = parse_request([{"a": 1.0, "b": "x"}], actions(3))
+    idx1, val1 = FeatureHasher(16).outer(req.context, req.actions)
+    idx2, val2 = FeatureHasher(16).outer(req.context, req.actions)
+    assert np.array_equal(idx1, idx2) and np.array_equal(val1, val2)
+    # (1 bias + 2 context) x (1 bias + price + id), for each of the 3 actions
+    assert idx1.shape == (3, 3, 3)
+    assert val1[2, 1, 1] == 1.0 * 2.0  # context "a" times action 2's price
+    assert idx1.max() < 1 << 16
+    # context x "price" is one weight shared by all actions; context x "_id=..." one per action
+    assert len(np.unique(idx1[:, 1:, 1:])) == 2 + 2 * 3
