@@ -5,9 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,34 +13,7 @@ import orjson
 import pytest
 
 import dataflywheel as dfw
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(db: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    flywheel = Path(sys.executable).with_name("flywheel")
-    process = subprocess.Popen(
-        [str(flywheel), "serve", "--db", db, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
+from helpers import start_server
 
 
 def _sender(port: int, prefix: str, acknowledged: list[str], stop: threading.Event) -> None:

@@ -1,0 +1,40 @@
+"""Small helpers shared by tests that start real server processes."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """A `flywheel serve` process on ``db`` (own process group) and its port, once it answers."""
+    port = free_port()
+    flywheel = Path(sys.executable).with_name("flywheel")
+    process = subprocess.Popen(
+        [str(flywheel), "serve", "--db", db, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
