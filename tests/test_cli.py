@@ -179,3 +179,9 @@ def test_import_into_postgres(tmp_path: Path, postgres_url: str) -> None:
     assert json.loads(run(*args).stdout)["accepted"] == 300
     assert json.loads(run(*args).stdout)["duplicates"] == 300
     assert json.loads(run("stats", "--db", postgres_url, "--json").stdout)["items"] == 7
+
+
+def test_every_command_is_in_the_cli_docs() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    for command in _commands():
+        assert f"flywheel {' '.join(command)}" in text, command
