@@ -17,7 +17,11 @@ from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, selec
 
 from dataflywheel.config import Settings
 from dataflywheel.store import schema
+from dataflywheel.store.bulk import read_columns
 from dataflywheel.store.store import Store
+
+# Reads spanning more ids than this go through the columnar bulk path.
+BULK_READ_ROWS = 50_000
 
 
 @dataclass
@@ -89,13 +93,17 @@ def read_events(
     ``query`` is a prepared :func:`events_query` (callers on the hot path build it once).
     """
     query = events_query(store.settings) if query is None else query
-    limit = upto if upto is not None else 2**62
+    params = {"after": after, "upto": upto if upto is not None else 2**62}
     with store.read() as conn:
-        rows = conn.execute(query, {"after": after, "upto": limit}).all()
-    if not rows:
+        if upto is None or upto - after < BULK_READ_ROWS:
+            rows = conn.execute(query, params).all()
+            table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+        else:
+            sql = query.params(params).compile(conn, compile_kwargs={"literal_binds": True})
+            table = read_columns(conn, str(sql), 5)
+    if len(table) == 0:
         empty = np.zeros(0)
         return EventArrays(empty.astype(np.int64), empty.astype(np.int64), empty, empty), after
-    table = np.array(rows, dtype=np.float64)
     arrays = EventArrays(
         table[:, 1].astype(np.int64),
         table[:, 2].astype(np.int64),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection
 
 EventRow = tuple[str, int, int | None, str, float, float, float, str | None, str | None]
@@ -68,3 +69,30 @@ def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], 
         cursor.executemany(sql, [(key, now, now) for key in keys])
     finally:
         cursor.close()
+
+
+def read_columns(conn: Connection, sql: str, width: int, chunk: int = 200_000) -> np.ndarray:
+    """All rows of a numeric query as one float64 array (rows × ``width``), read in chunks.
+
+    SQLite streams through the DB-API cursor; PostgreSQL through ADBC as Arrow (a plain
+    psycopg cursor would first hold every row as Python tuples).
+    """
+    if conn.dialect.name == "sqlite":
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql)
+        parts = []
+        while rows := cursor.fetchmany(chunk):
+            parts.append(np.array(rows, dtype=np.float64))
+        cursor.close()
+        return np.concatenate(parts) if parts else np.zeros((0, width))
+    import adbc_driver_postgresql.dbapi as adbc
+
+    url = conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with adbc.connect(url) as pg, pg.cursor() as cursor:
+        cursor.execute(sql)
+        table = cursor.fetch_arrow_table()
+    if table.num_rows == 0:
+        return np.zeros((0, width))
+    return np.column_stack(
+        [table.column(i).to_numpy().astype(np.float64) for i in range(table.num_columns)]
+    )
