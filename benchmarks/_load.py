@@ -6,7 +6,9 @@ import asyncio
 import time
 
 
-async def _client(port: int, requests: list[bytes], latencies: list[float], errors: list[str]) -> None:
+async def _client(
+    port: int, requests: list[bytes], latencies: list[float], errors: list[str]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while requests:
@@ -26,7 +28,9 @@ async def _client(port: int, requests: list[bytes], latencies: list[float], erro
         writer.close()
 
 
-def http_request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+def http_request(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
     if body:
         lines.append("Content-Type: application/json")

@@ -5,13 +5,13 @@
 Runs, in one go: (1) the ceiling — the same rows inserted with ``sqlite3.executemany`` in
 1 000-row transactions into an events table with the same dedup index; (2) ``flywheel serve``
 on SQLite with batches of 1 000 events; (3) single-event requests; (4) the same on PostgreSQL
-when ``--postgres`` is given. Clients are asyncio keep-alive connections (8 for batches, 64 for single events).
+when ``--postgres`` is given. Clients are asyncio keep-alive connections (8 for batches,
+64 for single events).
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sqlite3
 import tempfile
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import orjson
+
 from _load import http_request, run_load
 from _server import running_server
 
@@ -101,7 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rate, single = measure(f"sqlite:///{tmp}/bench.db", events, args.singles, args.workers)
     print(
-        f"ours     HTTP batches → SQLite        {rate:>10,.0f} events/s  ({rate / limit:.2f} × ceiling)"
+        f"ours     HTTP batches → SQLite        {rate:>10,.0f} events/s  "
+        f"({rate / limit:.2f} × ceiling)"
     )
     print(f"ours     HTTP single events → SQLite  {single:>10,.0f} requests/s")
     if args.postgres:
@@ -115,7 +117,8 @@ def main() -> None:
             args.postgres, make_events(args.events, "p"), args.singles, args.workers
         )
         print(
-            f"ours     HTTP batches → PostgreSQL    {rate:>10,.0f} events/s  ({rate / limit:.2f} × ceiling)"
+            f"ours     HTTP batches → PostgreSQL    {rate:>10,.0f} events/s  "
+            f"({rate / limit:.2f} × ceiling)"
         )
         print(f"ours     HTTP single events → PG      {single:>10,.0f} requests/s")
 

@@ -1,0 +1,84 @@
+"""Automatic search: picks the best validated trial, refits on everything, respects the budget."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from dataflywheel.errors import ValidationError
+from dataflywheel.learn.models import EASE, Recommender
+from dataflywheel.learn.search import SearchResult, search
+
+N_USERS, N_ITEMS = 60, 30
+
+
+def events(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two taste groups; each user consumes 12 items of their own group over time."""
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for user in range(N_USERS):
+        offset = (N_ITEMS // 2) * (user % 2)
+        users += [user] * 12
+        items += (rng.choice(N_ITEMS // 2, size=12, replace=False) + offset).tolist()
+    times = np.tile(np.arange(12, dtype=float), N_USERS) * 3600.0
+    return np.array(users), np.array(items), np.ones(len(users)), times
+
+
+def run(budget: float, models: list[str]) -> SearchResult:
+    u, i, w, t = events()
+    return search(
+        u, i, w, t, n_users=N_USERS, n_items=N_ITEMS, budget_seconds=budget, models=models
+    )
+
+
+def test_search_returns_best_trial_refit_on_all_data() -> None:
+    result = run(4.0, ["popularity", "ease"])
+    names = {row["name"] for row in result.leaderboard}
+    assert names == {"popularity", "ease"}
+    best = max(result.leaderboard, key=lambda row: row["ndcg@10"])
+    assert result.metrics["ndcg@10"] == best["ndcg@10"]
+    assert result.name == "ease" and isinstance(result.model, EASE)
+    assert result.model.params() == result.params
+    assert result.model.n_items == N_ITEMS
+    for key in ("recall@10", "ndcg@10", "map@10", "coverage", "novelty", "fit_seconds"):
+        assert key in result.leaderboard[0]
+
+
+def test_refit_uses_validation_events() -> None:
+    """An item seen only in validation gets popularity in the refit model."""
+    u, i, w, t = events()
+    i = np.where(i == N_ITEMS - 1, N_ITEMS - 2, i)
+    valid = np.zeros(len(u), dtype=bool)
+    valid[-1] = True
+    i[-1] = N_ITEMS - 1
+    result = search(
+        u,
+        i,
+        w,
+        t,
+        n_users=N_USERS,
+        n_items=N_ITEMS,
+        budget_seconds=2.0,
+        valid_mask=valid,
+        models=["popularity"],
+    )
+    assert isinstance(result.model, Recommender)
+    empty_row = np.zeros((1, N_ITEMS), dtype=np.float32)
+    assert result.model.score(empty_row, np.array([N_ITEMS - 1]))[0, 0] == 1.0
+
+
+def test_budget_respected() -> None:
+    start = time.monotonic()
+    result = run(3.0, ["popularity", "itemknn"])
+    assert time.monotonic() - start < 3.0 + 2.0
+    assert len(result.leaderboard) >= 2
+
+
+def test_bad_arguments_rejected() -> None:
+    with pytest.raises(ValidationError) as info:
+        run(1.0, ["nope"])
+    assert info.value.field == "models"
+    with pytest.raises(ValidationError):
+        run(0.0, ["ease"])
