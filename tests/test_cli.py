@@ -1,4 +1,4 @@
-"""The flywheel command: every command documented, --json output, import from files, clear errors."""
+"""The flywheel command: documented commands, --json output, file imports, clear errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation pieces usable on their own: ranking metrics, temporal splits, off-policy estimators."""
+"""Evaluation, usable on its own: ranking metrics, temporal splits, off-policy estimators."""
 
 from __future__ import annotations
 
