@@ -79,7 +79,7 @@ def measure(
         http_request("POST", "/v1/events", orjson.dumps({"events": [e]}))
         for e in make_events(singles, "s")
     ]
-    with running_server(db, workers=workers) as port:
+    with running_server(db, workers=workers, env={"FLYWHEEL_LOOP_ENABLED": "false"}) as port:
         batch_rate = run_load(port, batches, connections=8)[0] * BATCH
         single_rate = run_load(port, singles_raw, connections=64)[0]
     return batch_rate, single_rate

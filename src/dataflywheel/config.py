@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     # KPIs.
     session_gap_seconds: float = 1_800.0
 
-    # The background loop.
+    # The background loop (run by `flywheel serve`).
+    loop_enabled: bool = True
     loop_interval_seconds: float = 30.0
     retrain_min_new_events: int = 1_000
     retrain_interval_seconds: float = 3_600.0

@@ -110,4 +110,5 @@ def _install_openapi(app: FastAPI) -> None:
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings come from FLYWHEEL_* variables."""
-    return create_app(load_settings(db=os.environ.get("FLYWHEEL_DB")), run_loop=True)
+    settings = load_settings(db=os.environ.get("FLYWHEEL_DB"))
+    return create_app(settings, run_loop=settings.loop_enabled)

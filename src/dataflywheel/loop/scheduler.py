@@ -45,6 +45,7 @@ class Loop:
         isolated: bool = False,
     ) -> None:
         self.isolated = isolated
+        self.child: subprocess.Popen[str] | None = None
         self.store = store
         self.registry = registry
         self.trainer = trainer
@@ -98,10 +99,19 @@ class Loop:
             "--db",
             self.settings.db,
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=budget * 10 + 120)
-        if done.returncode != 0:
-            raise TrainingError(f"training failed: {done.stderr.strip()[-500:]}")
-        return dict(orjson.loads(done.stdout))
+        self.child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            stdout, stderr = self.child.communicate(timeout=budget * 10 + 120)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            raise TrainingError("training exceeded ten times its budget and was stopped") from None
+        finally:
+            returncode, self.child = self.child.returncode, None
+        if returncode != 0:
+            raise TrainingError(f"training failed: {stderr.strip()[-500:]}")
+        return dict(orjson.loads(stdout))
 
     def gate(
         self, candidate: dict[str, Any], champion: dict[str, Any], now: float
@@ -169,7 +179,11 @@ class LoopThread:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the current step; a training child process is terminated."""
         self._stop.set()
+        child = self.loop.child
+        if child is not None:
+            child.terminate()
         self._thread.join(timeout=60)
         self.loop.release()
 
