@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     retrain_min_new_events: int = 1_000
     retrain_interval_seconds: float = 3_600.0
     train_budget_seconds: float = 60.0
+    train_max_trials: int | None = None
+    # Seeds serving's exploration and the model search (reproducible simulations).
+    seed: int | None = None
     promote_min_gain: float = 0.0
 
     def artifacts_dir(self) -> Path:

@@ -129,9 +129,11 @@ class Flywheel:
         self, model: str = "auto", budget: float | None = None, *, now: float | None = None
     ) -> dict[str, Any]:
         """Snapshot, search/fit and register a model version (the first becomes champion)."""
-        return self.trainer.train(
+        version = self.trainer.train(
             model, self.settings.train_budget_seconds if budget is None else budget, now=now
         )
+        self._champion_changed()
+        return version
 
     def evaluate(self) -> list[dict[str, Any]]:
         """Leaderboard of the registered configurations on today's temporal holdout."""
@@ -141,15 +143,25 @@ class Flywheel:
         return self.registry.versions()
 
     def promote(self, version: str, reason: str = "manual promotion") -> dict[str, Any]:
-        return self.registry.promote(version, reason)
+        promoted = self.registry.promote(version, reason)
+        self._champion_changed()
+        return promoted
 
     def rollback(self, reason: str = "manual rollback") -> dict[str, Any]:
-        return self.registry.rollback(reason)
+        restored = self.registry.rollback(reason)
+        self._champion_changed()
+        return restored
+
+    def _champion_changed(self) -> None:
+        if self._serving is not None:
+            self._serving.invalidate()
 
     def run_loop_once(self, now: float | None = None) -> dict[str, Any]:
         """One step of the background loop: retrain if due, gate, promote or keep."""
         self.flush()
-        return self.loop.run_once(now)
+        outcome = self.loop.run_once(now)
+        self._champion_changed()
+        return outcome
 
 
 def open(url: str | None = None, **settings: Any) -> Flywheel:

@@ -131,11 +131,13 @@ def search(
     models: list[str] | None = None,
     k: int = 10,
     seed: int = 0,
+    max_trials: int | None = None,
 ) -> SearchResult:
     """Pick the model, hyperparameters and recency weighting with the best validation NDCG@k.
 
     ``valid_mask`` marks validation events (default: each user's last 20% by time). No new
-    trial starts once the slowest trial so far would overrun ``budget_seconds``.
+    trial starts once the slowest trial so far would overrun ``budget_seconds``, or after
+    ``max_trials`` trials (which makes the result independent of the machine's speed).
     """
     if budget_seconds <= 0:
         raise ValidationError("budget_seconds must be positive", field="budget_seconds")
@@ -181,7 +183,9 @@ def search(
     fitted: dict[str, tuple[Recommender, float]] = {}
     leaderboard: list[dict[str, Any]] = []
     slowest = 0.0
-    while time.monotonic() - started + slowest < budget_seconds:
+    while time.monotonic() - started + slowest < budget_seconds and (
+        max_trials is None or len(leaderboard) < max_trials
+    ):
         trial = study.ask()
         trial_start = time.monotonic()
         name = trial.suggest_categorical("model", names)

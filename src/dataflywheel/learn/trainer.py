@@ -85,7 +85,7 @@ class Trainer:
         self.artifacts = artifacts
 
     def train(
-        self, model: str = "auto", budget: float = 60.0, *, now: float | None = None, seed: int = 0
+        self, model: str = "auto", budget: float = 60.0, *, now: float | None = None
     ) -> dict[str, Any]:
         """Snapshot the store, pick and fit a model, register it; the first becomes champion."""
         if model != "auto" and model not in MODELS:
@@ -102,6 +102,7 @@ class Trainer:
             )
         holdout = Holdout.of(snapshot)
         ev = snapshot.events
+        settings = self.store.settings
         started = time.monotonic()
         result = search(
             ev.user_idx,
@@ -114,7 +115,8 @@ class Trainer:
             valid_mask=holdout.valid,
             models=None if model == "auto" else [model],
             k=K,
-            seed=seed,
+            seed=settings.seed or 0,
+            max_trials=settings.train_max_trials,
         )
         fit_seconds = time.monotonic() - started
         artifact = self.artifacts / f"{snapshot.id}-{result.name}"
