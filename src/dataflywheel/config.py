@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dataflywheel.errors import ConfigError
+
+DAY = 86_400.0
 
 DEFAULT_DB = "sqlite:///flywheel.db"
 
@@ -51,6 +53,32 @@ DEFAULT_SIGNALS: dict[str, Signal] = {
 }
 
 
+class RolloutSettings(BaseModel):
+    """Staged rollout: gates, shadow mode, experiments (shares are fractions, times seconds)."""
+
+    # Off by default: the loop promotes on the holdout gate alone. Turn on for staged rollout
+    # (offline → shadow → experiment → champion) where traffic allows.
+    shadow: bool = False
+    experiment: Literal["ab", "interleaving", "none"] = "none"
+    # Shadow: how much traffic a shadow candidate must see, and the off-policy gate.
+    shadow_min_requests: int = Field(default=200, ge=1)
+    shadow_max_seconds: float = Field(default=2 * DAY, gt=0)
+    shadow_min_matches: int = Field(default=20, ge=1)
+    ope_margin: float = Field(default=0.05, ge=0, lt=1)
+    # Experiments started by the loop.
+    metric: str = "ctr"
+    candidate_weight: float = Field(default=50.0, gt=0, lt=100)
+    min_sample_size: int = Field(default=200, ge=2)
+    experiment_max_seconds: float = Field(default=7 * DAY, gt=0)
+    non_inferiority_margin: float = Field(default=0.02, gt=0, lt=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    mde: float = Field(default=0.05, gt=0)
+    pre_period_seconds: float = Field(default=14 * DAY, ge=0)
+    # Regression suites: how many more failures than the champion a candidate may have.
+    regression_tolerance: int = Field(default=0, ge=0)
+    regression_k: int = Field(default=10, ge=1, le=200)
+
+
 class Settings(BaseSettings):
     """Everything configurable, with defaults that suit a laptop."""
 
@@ -82,11 +110,13 @@ class Settings(BaseSettings):
     loop_interval_seconds: float = 30.0
     retrain_min_new_events: int = 1_000
     retrain_interval_seconds: float = 3_600.0
+    train_model: str = "auto"
     train_budget_seconds: float = 60.0
     train_max_trials: int | None = None
     # Seeds serving's exploration and the model search (reproducible simulations).
     seed: int | None = None
     promote_min_gain: float = 0.0
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
 
     def artifacts_dir(self) -> Path:
         """Where model artifacts live: beside the SQLite file, or the configured location."""

@@ -79,7 +79,7 @@ class ModelError(FlywheelError):
 
 class TrainingError(FlywheelError):
     code = "training_error"
-    status = 500
+    status = 409
 
 
 class DatasetError(FlywheelError):

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dataflywheel.config import Settings, load_settings
+from dataflywheel.experiments.store import guard_promotion
 from dataflywheel.ingest.service import Batch, Ingestor, IngestResult
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
@@ -143,11 +144,13 @@ class Flywheel:
         return self.registry.versions()
 
     def promote(self, version: str, reason: str = "manual promotion") -> dict[str, Any]:
+        guard_promotion(self.store, version)
         promoted = self.registry.promote(version, reason)
         self._champion_changed()
         return promoted
 
     def rollback(self, reason: str = "manual rollback") -> dict[str, Any]:
+        guard_promotion(self.store, None)
         restored = self.registry.rollback(reason)
         self._champion_changed()
         return restored

@@ -72,15 +72,7 @@ def test_probabilities_sum_to_one_and_respect_the_floor(
         assert r.action_ids[0] == ACTIONS[r.chosen_index]["id"] == r.chosen_id
 
 
-BAG_GREEDY = pytest.mark.xfail(
-    reason="VW bagging without epsilon never tries an action whose cost ties the default 0",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=BAG_GREEDY) if n == "vw-bag" else n for n in CONFIGS]
-)
+@pytest.mark.parametrize("name", list(CONFIGS))
 def test_learns_the_rewarded_action_of_each_context(
     trained: dict[str, decide.Learner], name: str
 ) -> None:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dataflywheel import __version__
-from dataflywheel.api import entities, events, models, recommendations, system
+from dataflywheel.api import entities, events, models, personalizer, recommendations, system
 from dataflywheel.api.schemas import EventBatch
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.errors import FlywheelError
@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     app.state.writer = writer
     app.state.keys = KeyRing(wheel.store)
     app.state.metrics = system.Metrics()
-    for module in (events, entities, recommendations, models, system):
+    for module in (events, entities, recommendations, models, system, personalizer):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_openapi(app)

@@ -16,7 +16,8 @@ import click
 import typer
 from rich.table import Table
 
-from dataflywheel.cli import models
+from dataflywheel.cli import decide, models
+from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli.common import (
     DbOption,
     FormatOption,
@@ -159,6 +160,8 @@ def keys_create(
 
 
 models.register(app)
+decide.register(app)
+simulate_cli.register(app)
 
 
 def is_loopback(host: str) -> bool:

@@ -34,7 +34,7 @@ def vw_arguments(config: LearnerConfig, *, seed: bool = True) -> str:
     explore = {
         "epsilon": f"--epsilon {config.epsilon}",
         "squarecb": f"--squarecb --gamma_scale {config.gamma_scale}",
-        "bag": f"--bag {config.bag}",
+        "bag": f"--bag {config.bag} --epsilon {config.epsilon}",
         "cover": f"--cover {config.cover}",
         "softmax": f"--softmax --lambda {config.softmax_lambda}",
     }[str(config.exploration)]

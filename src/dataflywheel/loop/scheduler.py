@@ -1,5 +1,5 @@
-"""The background loop: retrain when enough new data arrived or a period passed, gate the
-candidate against the champion on the same holdout, promote or keep — and say why.
+"""The background loop: retrain when enough new data arrived or a period passed, move the
+candidate through its gates (see :mod:`dataflywheel.loop.gates`), promote or keep — and say why.
 
 Exactly one loop runs per store: a lease row in the database names the holder, so API replicas
 can all start a loop thread and only one of them works at a time.
@@ -22,9 +22,12 @@ from sqlalchemy import delete, func, insert, select, update
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import FlywheelError, TrainingError
+from dataflywheel.ingest.service import Ingestor
+from dataflywheel.label.labels import Labels
+from dataflywheel.label.queue import LabelQueue
 from dataflywheel.learn.registry import Registry
-from dataflywheel.learn.snapshot import take_snapshot
-from dataflywheel.learn.trainer import Holdout, Trainer
+from dataflywheel.learn.trainer import Trainer
+from dataflywheel.loop.gates import Rollout
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
@@ -51,6 +54,8 @@ class Loop:
         self.trainer = trainer
         self.settings = settings
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        labels = Labels(store, Ingestor(store), LabelQueue(store))
+        self.rollout = Rollout(store, registry, settings, labels)
 
     def due(self, now: float) -> tuple[bool, str]:
         """Whether to retrain: new events since the champion's snapshot, or time since it."""
@@ -72,8 +77,16 @@ class Loop:
         return False, f"{new_events} new events, {age / 3600:.1f} h since the last model"
 
     def run_once(self, now: float | None = None) -> dict[str, Any]:
-        """Retrain if due, then promote the candidate only if it beats the champion."""
+        """Queue hard cases for labelling, move the candidate in flight through its stage, or
+        retrain if due and gate the new candidate."""
         now = time.time() if now is None else now
+        queued = self.rollout.queue.scan(now)
+        step = self.rollout.advance(now)
+        if step is None:
+            step = self._retrain(now)
+        return {**step, "queued": queued} if queued else step
+
+    def _retrain(self, now: float) -> dict[str, Any]:
         due, why = self.due(now)
         if not due:
             return {"action": "skipped", "version": None, "reason": why}
@@ -88,11 +101,13 @@ class Loop:
         crash or a long fit can never take serving down with it)."""
         budget = self.settings.train_budget_seconds
         if not self.isolated:
-            return self.trainer.train("auto", budget, now=now)
+            return self.trainer.train(self.settings.train_model, budget, now=now)
         flywheel = Path(sys.executable).with_name("flywheel")
         command = [
             str(flywheel),
             "train",
+            "--model",
+            self.settings.train_model,
             "--budget",
             str(budget),
             "--json",
@@ -116,23 +131,9 @@ class Loop:
     def gate(
         self, candidate: dict[str, Any], champion: dict[str, Any], now: float
     ) -> dict[str, Any]:
-        """Compare both configurations refit on the candidate's snapshot holdout."""
-        holdout = Holdout.of(take_snapshot(self.store, now=now, record=False))
-        theirs = holdout.evaluate(
-            champion["name"], champion["params"]["model"], champion["params"]["matrix"]
-        )
-        ours = holdout.evaluate(
-            candidate["name"], candidate["params"]["model"], candidate["params"]["matrix"]
-        )
-        needed = theirs["ndcg@10"] * (1 + self.settings.promote_min_gain)
-        detail = f"holdout NDCG@10 {ours['ndcg@10']:.4f} vs champion {theirs['ndcg@10']:.4f}"
-        if ours["ndcg@10"] >= needed:
-            self.registry.promote(
-                candidate["version"], f"beats {champion['version']}: {detail}", now
-            )
-            return {"action": "promoted", "version": candidate["version"], "reason": detail}
-        self.registry.set_status(candidate["version"], "retired", f"gate: {detail}", now)
-        return {"action": "kept", "version": champion["version"], "reason": detail}
+        """Offline and regression gates; a candidate that passes enters shadow mode (or the
+        stage after it, per the rollout settings)."""
+        return self.rollout.admit(candidate, champion, now)
 
     # Lease and thread ----------------------------------------------------------------------
 

@@ -20,13 +20,15 @@ from sqlalchemy import select
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ModelError, NotFoundError, ValidationError
+from dataflywheel.experiments.interleaving import team_draft
+from dataflywheel.experiments.serving import ArmRouter, ModelCache, Route
 from dataflywheel.learn.models import Recommender, load_model
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import read_events
+from dataflywheel.loop.shadow import ShadowJob, SidecarLog
 from dataflywheel.serve.catalog import Catalog
-from dataflywheel.serve.exploration import Policy, make_policy
+from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
-from dataflywheel.serve.impressions import ImpressionLog
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
@@ -65,15 +67,21 @@ class RecommendationService:
         self.registry = registry
         self.settings = settings
         self.catalog = Catalog(store)
-        self.impressions = ImpressionLog(store)
+        self.models = ModelCache(registry)
+        self.router = ArmRouter(store)
+        self.impressions = SidecarLog(store, registry, self.models)
         self.policy: Policy = make_policy(settings.exploration)
         self._served: Served | None = None
         self._checked_at = -np.inf
         self._lock = threading.Lock()
-        self._rng = np.random.default_rng()
+        self._rng = np.random.default_rng(settings.seed)
 
     def close(self) -> None:
         self.impressions.close()
+
+    def invalidate(self) -> None:
+        """Look up the champion on the next request (after a promotion in this process)."""
+        self._checked_at = -np.inf
 
     # The champion ---------------------------------------------------------------------------
 
@@ -135,39 +143,110 @@ class RecommendationService:
         self.catalog.refresh()
         allowed = self.catalog.allowed(item_filter, exclude)
         user = self.store.lookup_ids("users", [user_id]).get(user_id)
-        scores, consumed, personal = self._scores(served, user, allowed.size)
+        route = self.router.route(user_id)
+        arm, policy, route = self._arm(served, route)
+        scores, consumed, personal = self._scores(arm, user, allowed.size)
         if exclude_consumed and consumed.size:
             allowed[consumed[consumed < allowed.size]] = False
         candidates = np.flatnonzero(allowed & np.isfinite(scores))
-        ranked = self.policy.rank(candidates, scores[candidates], k, self._rng)
+        teams: list[str] = []
+        if route is not None and route.kind == "interleaving":
+            ranked, teams, personal = self._interleave(route, served, user, allowed, k)
+            version: str | None = "+".join(a["model_version"] for a in route.arms)
+        else:
+            ranked = policy.rank(candidates, scores[candidates], k, self._rng)
+            version = arm.version
         items = [
             {"item_id": self.catalog.keys[int(idx)], "score": float(score), "propensity": float(p)}
             for idx, score, p in zip(ranked.items, ranked.scores, ranked.propensities, strict=True)
         ]
+        recommendation_id = uuid.uuid4().hex
         answer = {
-            "recommendation_id": uuid.uuid4().hex,
-            "model_version": served.version if personal else None,
-            "policy": self.policy.name if personal else f"popular+{self.policy.name}",
-            "experiment": None,
+            "recommendation_id": recommendation_id,
+            "model_version": version if personal else None,
+            "policy": policy.name if personal else f"popular+{policy.name}",
+            "experiment": None if route is None else {"id": route.experiment_id, "arm": route.arm},
             "items": items,
         }
+        ts = time.time() if now is None else now
         self.impressions.log(
             {
                 "recommendation_id": answer["recommendation_id"],
                 "user_idx": user,
                 "user_id": user_id,
-                "ts": time.time() if now is None else now,
+                "ts": ts,
                 "model_version": answer["model_version"],
-                "policy": answer["policy"],
-                "experiment_id": None,
-                "arm": None,
+                "policy": "team_draft" if teams else answer["policy"],
+                "experiment_id": None if route is None else route.experiment_id,
+                "arm": None if route is None else route.arm,
                 "item_ids": [i["item_id"] for i in items],
                 "scores": [i["score"] for i in items],
                 "propensities": [i["propensity"] for i in items],
                 "context": dict(context) if context else None,
             }
         )
+        if teams and route is not None:
+            self.impressions.teams(recommendation_id, route.experiment_id, teams)
+        elif personal and user is not None and arm is served and self.impressions.shadows():
+            self.impressions.shadow(
+                ShadowJob(
+                    recommendation_id,
+                    ts,
+                    user,
+                    served.histories,
+                    candidates,
+                    scores[candidates],
+                    np.asarray(ranked.items, dtype=np.int64),
+                    self.catalog.keys,
+                )
+            )
         return answer
+
+    # Experiments ----------------------------------------------------------------------------
+
+    def _arm(self, served: Served, route: Route | None) -> tuple[Served, Policy, Route | None]:
+        """What serves the user's arm; an arm whose model cannot load serves the champion and
+        leaves the request out of the experiment."""
+        if route is None or route.kind != "ab":
+            return served, self.policy, route
+        arm = route.definition()
+        policy = make_policy(arm["policy"]) if arm.get("policy") else self.policy
+        try:
+            return self._with_model(served, arm.get("model_version")), policy, route
+        except ModelError:
+            log.exception("arm %s of %s cannot be loaded", route.arm, route.experiment_id)
+            return served, self.policy, None
+
+    def _with_model(self, served: Served, version: str | None) -> Served:
+        """``served`` with another version's model over the same live histories."""
+        if version is None or version == served.version:
+            return served
+        model, matrix_params = self.models.get(version)
+        return Served(version, model, matrix_params, served.histories, served.snapshot_popularity)
+
+    def _interleave(
+        self, route: Route, served: Served, user: int | None, allowed: np.ndarray, k: int
+    ) -> tuple[RankedList, list[str], bool]:
+        """Team-draft the two arms' greedy lists; the score shown is the drafting team's."""
+        ranked: list[np.ndarray] = []
+        score_of: list[dict[int, float]] = []
+        personal = False
+        for arm in route.arms:
+            scores, _, own = self._scores(
+                self._with_model(served, arm["model_version"]), user, allowed.size
+            )
+            personal |= own
+            pool = np.flatnonzero(allowed & np.isfinite(scores))
+            top = pool[np.argsort(-scores[pool], kind="stable")[:k]]
+            ranked.append(top)
+            score_of.append({int(i): float(scores[i]) for i in top})
+        merged, teams = team_draft(ranked[0].tolist(), ranked[1].tolist(), k, self._rng)
+        values = [score_of[0 if t == "A" else 1][i] for i, t in zip(merged, teams, strict=True)]
+        # Team draft randomises only who drafts first; these lists are not for off-policy use.
+        result = RankedList(
+            np.asarray(merged, dtype=np.int64), np.asarray(values), np.ones(len(merged))
+        )
+        return result, teams, personal
 
     def _scores(
         self, served: Served, user: int | None, size: int

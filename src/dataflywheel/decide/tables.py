@@ -1,0 +1,52 @@
+"""The decision service's tables, on the store's shared ``metadata`` so both dialects get them.
+
+``decision_deployments`` holds each deployment's learner settings and Personalizer-style service
+configuration; ``decision_events`` is the decision log: one row per rank decision (one per slot
+for multi-slot ranks) with the request, the exact probabilities, the served action, and what
+became of it (reward, default reward, never activated). The log is what off-policy evaluation
+reads and what rebuilds a learner's last minutes after a crash.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Table
+
+from dataflywheel.store.schema import BigId, metadata
+
+deployments = Table(
+    "decision_deployments",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("learner", JSON, nullable=False),
+    Column("service", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+decisions = Table(
+    "decision_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deployment", String(64), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("slot_id", String(256), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("action_ids", JSON, nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("chosen_index", Integer, nullable=False),
+    Column("chosen_id", String(256), nullable=False),
+    Column("deferred", Boolean, nullable=False),
+    Column("activated_at", Float, nullable=True),
+    Column("reward", Float, nullable=True),
+    Column("reward_at", Float, nullable=True),
+    Column("rewards", Integer, nullable=False),
+    Column("late_rewards", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("learned_at", Float, nullable=True),
+    Column("learned_seq", BigInteger, nullable=True),
+    Index("ux_decision_events_event", "deployment", "event_id", "slot_id", unique=True),
+    Index("ix_decision_events_outcome", "deployment", "outcome"),
+    Index("ix_decision_events_ts", "deployment", "ts"),
+)

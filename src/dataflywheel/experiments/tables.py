@@ -1,0 +1,53 @@
+"""Rollout tables for experiments and shadow scoring, on the store's shared ``metadata``.
+
+``experiments`` holds each test's design and outcome; ``interleaving_teams`` the team of every
+position of an interleaved list (credit needs it); ``shadow_results`` what a shadow candidate
+would have served for a logged request, and how far it agreed with the champion.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, String, Table, Text
+
+from dataflywheel.store.schema import BigId, metadata
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("arms", JSON, nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("guardrails", JSON, nullable=False),
+    Column("min_sample_size", Integer, nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("stopped_at", Float, nullable=True),
+    Column("decision", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_experiments_status", "status"),
+)
+
+interleaving_teams = Table(
+    "interleaving_teams",
+    metadata,
+    Column("recommendation_id", String(64), primary_key=True),
+    Column("experiment_id", String(32), nullable=False),
+    Column("teams", JSON, nullable=False),
+    Index("ix_interleaving_teams_experiment", "experiment_id"),
+)
+
+shadow_results = Table(
+    "shadow_results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("recommendation_id", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("item_ids", JSON, nullable=False),
+    Column("overlap", Float, nullable=False),
+    Column("rank_corr", Float, nullable=True),
+    Index("ix_shadow_results_version", "version", "ts"),
+)

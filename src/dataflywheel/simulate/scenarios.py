@@ -1,0 +1,87 @@
+"""Named scenarios: the full loop, and one per flywheel condition broken.
+
+Each scenario is carried out by the simulator's own behaviour (which events it sends, whether it
+asks the engine to retrain); only ``imperceptible`` changes an engine setting: its exploration
+policy becomes a softmax so hot that every candidate is equally likely (serving ignores the model,
+and still logs the exact propensities).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dataflywheel.errors import ValidationError
+
+__all__ = ["SCENARIOS", "Scenario", "get_scenario"]
+
+Retrain = Literal["daily", "once", "never"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How a run deviates from the full loop, and which flywheel condition that breaks."""
+
+    name: str
+    description: str
+    retrain: Retrain = "daily"
+    sent_types: frozenset[str] | None = None
+    elastic: bool = True
+    engine_settings: dict[str, Any] = field(default_factory=dict)
+
+    def sends(self, event_type: str) -> bool:
+        """Whether the product collects events of this type in this scenario."""
+        return self.sent_types is None or event_type in self.sent_types
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "flywheel",
+            "The full loop: rich feedback is collected, the engine retrains every day and promotes "
+            "a candidate that beats the champion, users feel the difference and come back.",
+        ),
+        Scenario(
+            "static",
+            "The model is trained once, at the end of the first day with enough data, and never "
+            "again (breaks condition 2 over time: new users and items never reach the model).",
+            retrain="once",
+        ),
+        Scenario(
+            "weak-signal",
+            "Only impressions and clicks are collected: no watch time, likes, dislikes, ratings "
+            "or corrections (breaks condition 1; clickbait fools the model).",
+            sent_types=frozenset({"click"}),
+        ),
+        Scenario(
+            "no-learning",
+            "Every event is collected but no model is ever trained: serving stays on the "
+            "cold-start list (breaks condition 2).",
+            retrain="never",
+        ),
+        Scenario(
+            "imperceptible",
+            "The engine retrains, but serving ignores the model and shows random items "
+            "(exploration = uniform softmax; breaks condition 3).",
+            engine_settings={"exploration": {"name": "softmax", "temperature": 1e9}},
+        ),
+        Scenario(
+            "inelastic",
+            "Users visit, stay and leave at fixed rates whatever the quality of what they are "
+            "shown (breaks condition 4).",
+            elastic=False,
+        ),
+    )
+}
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario called ``name``, or an error listing the valid names."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        valid = ", ".join(SCENARIOS)
+        raise ValidationError(
+            f"unknown scenario {name!r}; choose one of: {valid}", field="scenario"
+        ) from None
