@@ -82,7 +82,8 @@ def test_imperceptible_serves_no_better_than_chance() -> None:
         summary("imperceptible")["quality_last_week"]
         < 0.5 * summary("flywheel")["quality_last_week"]
     )
-    assert summary("imperceptible")["model_versions"] == 0
+    # The loop keeps retraining; only serving ignores what it learned.
+    assert summary("imperceptible")["model_versions"] > 1
 
 
 def test_inelastic_engagement_ignores_quality() -> None:
