@@ -55,3 +55,55 @@ def run_load(port: int, requests: list[bytes], connections: int) -> tuple[float,
     if errors:
         raise SystemExit(f"{len(errors)} requests failed, first: {errors[0]}")
     return len(requests) / elapsed, latencies
+
+
+async def _paced_client(
+    port: int,
+    queue: list[tuple[int, bytes]],
+    due: list[float],
+    latencies: list[float],
+    errors: list[str],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while queue:
+            index, raw = queue.pop()
+            wait = due[index] - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length)
+            latencies[index] = time.perf_counter() - due[index]
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors.append((head + body).decode(errors="replace")[:300])
+    finally:
+        writer.close()
+
+
+def run_paced(
+    port: int, requests: list[bytes], connections: int, rate: float
+) -> tuple[float, list[float]]:
+    """Open loop: request ``i`` is due at ``i / rate`` s; its latency counts from when it was due
+    (so a server that falls behind pays for the queue). Returns (requests/s, latencies in
+    request order)."""
+    queue = list(reversed(list(enumerate(requests))))
+    latencies = [0.0] * len(requests)
+    errors: list[str] = []
+
+    async def main() -> float:
+        started = time.perf_counter() + 0.05
+        due = [started + i / rate for i in range(len(requests))]
+        await asyncio.gather(
+            *(_paced_client(port, queue, due, latencies, errors) for _ in range(connections))
+        )
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    if errors:
+        raise SystemExit(f"{len(errors)} requests failed, first: {errors[0]}")
+    return len(requests) / elapsed, latencies

@@ -23,9 +23,12 @@ from dataflywheel.evaluation.splits import per_user_temporal
 from dataflywheel.learn.matrix import build_matrix
 from dataflywheel.learn.models import MODELS, Recommender, create
 
-__all__ = ["DEFAULT_MODELS", "SearchResult", "search", "suggest_params"]
+__all__ = ["DEFAULT_MODELS", "EASE_KEEP", "SearchResult", "search", "suggest_params"]
 
 DEFAULT_MODELS = ["ease", "rp3beta", "itemknn", "ials", "bpr", "popularity"]
+EASE_KEEP = 200
+"""Weights kept per item by the searched EASE: within ~2% of exact EASE's NDCG on MovieLens and
+an order of magnitude faster to serve (benchmarks/results/quality_movielens.md)."""
 RECENCY_WARM_START = {
     "model": "ease",
     "ease.l2": 400.0,
@@ -56,6 +59,7 @@ def suggest_params(trial: optuna.trial.BaseTrial, name: str) -> dict[str, Any]:
         return {
             "l2": trial.suggest_float("ease.l2", 10.0, 3000.0, log=True),
             "fit_binary": trial.suggest_categorical("ease.fit_binary", [True, False]),
+            "keep": EASE_KEEP,
         }
     if name == "itemknn":
         return {

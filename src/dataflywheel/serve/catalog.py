@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dataflywheel.errors import ValidationError
 from dataflywheel.store import schema
@@ -34,13 +34,23 @@ class Catalog:
         self._categories: dict[str, np.ndarray] = {}
         self._attributes: list[dict[str, Any]] = [{}]
         self._attribute_masks: dict[tuple[str, str], np.ndarray] = {}
+        self._version: tuple[Any, ...] = ()
 
     def refresh(self, force: bool = False) -> None:
+        """Reload the catalogue if items changed; checked at most every few seconds."""
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
         with self._lock:
             i = schema.items.c
             with self.store.read() as conn:
+                version = tuple(
+                    conn.execute(
+                        select(func.count(i.idx), func.max(i.idx), func.max(i.updated_at))
+                    ).one()
+                )
+                if not force and version == self._version:
+                    self._loaded_at = time.monotonic()
+                    return
                 rows = conn.execute(
                     select(i.idx, i.item_id, i.hidden, i.categories, i.attributes)
                 ).all()
@@ -63,6 +73,7 @@ class Catalog:
             self.keys, self.visible, self._attributes = keys, visible, attributes
             self.index = {key: idx for idx, key in enumerate(keys) if key is not None}
             self._categories, self._attribute_masks = masks, {}
+            self._version = version
             self._loaded_at = time.monotonic()
 
     @property

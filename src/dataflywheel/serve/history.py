@@ -8,12 +8,13 @@ retrain and without an index on users in the hot events table.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from dataflywheel.learn.matrix import build_matrix
+from dataflywheel.learn.matrix import decay_weights, recency_weights
 from dataflywheel.learn.snapshot import EventArrays, events_query, read_events
 from dataflywheel.store.store import Store
 
@@ -33,10 +34,19 @@ class Histories:
         self.watermark = watermark
         self._query = events_query(store.settings)
         self._lock = threading.Lock()
+        self._read_started = -np.inf
 
     def catch_up(self) -> None:
-        """Append events stored since the last call (cheap when there are none)."""
+        """Append events stored before this call; concurrent callers share one read.
+
+        A read that began after this call arrived already sees every event acknowledged
+        before it, so callers queued behind it return without another query.
+        """
+        arrived = time.monotonic()
         with self._lock:
+            if self._read_started >= arrived:
+                return
+            self._read_started = time.monotonic()
             fresh, last = read_events(self.store, after=self.watermark, query=self._query)
             for user, item, weight, ts in zip(
                 fresh.user_idx.tolist(),
@@ -69,18 +79,42 @@ class Histories:
     def row(
         self, user: int, n_items: int, matrix_params: dict[str, Any]
     ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """The model's input row for ``user`` and the ids of every item the user acted on."""
+        """The model's input row for ``user`` and the ids of every item the user acted on.
+
+        The same weights as :func:`build_matrix` gives the user's row in training (decay,
+        recency, sum per item, clipped at 0), computed directly for one user.
+        """
         items, weights, times = self.events_of(user)
         consumed = np.unique(items[weights != 0])
         inside = items < n_items
-        row = build_matrix(
-            np.zeros(int(inside.sum()), dtype=np.int64),
-            items[inside],
-            weights[inside],
-            times[inside],
-            n_users=1,
-            n_items=n_items,
-            **matrix_params,
+        items, weights, times = items[inside], weights[inside], times[inside]
+        users = np.zeros(items.size, dtype=np.int64)
+        if matrix_params.get("half_life_days") is not None:
+            weights = decay_weights(
+                users,
+                weights,
+                times,
+                half_life_days=matrix_params["half_life_days"],
+                now=matrix_params.get("now"),
+                reference=matrix_params.get("reference", "global"),
+            )
+        if matrix_params.get("recent_half_life") is not None:
+            weights = weights * recency_weights(
+                users,
+                times,
+                half_life=matrix_params["recent_half_life"],
+                floor=matrix_params.get("recent_floor", 0.0),
+            )
+        columns, position = np.unique(items, return_inverse=True)
+        sums = np.bincount(position, weights=weights, minlength=columns.size)
+        positive = sums > 0
+        row = sp.csr_matrix(
+            (
+                sums[positive].astype(np.float32),
+                columns[positive].astype(np.int32),
+                np.array([0, int(positive.sum())], dtype=np.int32),
+            ),
+            shape=(1, n_items),
         )
         return row, consumed
 

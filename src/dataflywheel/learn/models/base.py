@@ -30,10 +30,14 @@ FORMAT_VERSION = 1
 MANIFEST = "model.json"
 ARRAYS = "arrays.npz"
 CHUNK_ROWS = 512
+SAMPLE_PER_K = 64
+"""top_k samples about this many columns per wanted item to find each row's score floor."""
+CROWDED_PER_K = 8
+"""Rows with more than this many times the expected candidates (ties) use a full partition."""
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns per row, best first; ``-inf`` scores become id ``-1`` (padding)."""
+def _dense_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` by a full partition of every row (O(columns) per row)."""
     n_rows, n_cols = scores.shape
     ids = np.full((n_rows, k), -1, dtype=np.int64)
     out = np.full((n_rows, k), -np.inf, dtype=np.float32)
@@ -51,6 +55,47 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     valid = np.isfinite(best_scores)
     ids[:, :take] = np.where(valid, best, -1)
     out[:, :take] = np.where(valid, best_scores, -np.inf)
+    return ids, out
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns per row, best first; ``-inf`` scores become id ``-1`` (padding).
+
+    The ``k``-th best score of a strided sample of each row is a floor that at least ``k``
+    scores of the row reach, so only the few scores above it are ranked; rows where the floor
+    is useless (``-inf``, or heavy ties) take the full partition.
+    """
+    n_rows, n_cols = scores.shape
+    take = min(k, n_cols)
+    stride = n_cols // (SAMPLE_PER_K * max(take, 1))
+    if take == 0 or n_rows == 0 or stride < 2:
+        return _dense_top_k(scores, k)
+    sample = scores[:, ::stride]
+    floor = np.partition(sample, sample.shape[1] - take, axis=1)[:, -take]
+    flat = np.flatnonzero(scores >= floor[:, None])
+    rows = flat // n_cols
+    counts = np.bincount(rows, minlength=n_rows)
+    crowded = ~np.isfinite(floor) | (counts > CROWDED_PER_K * stride * take)
+    ids = np.full((n_rows, k), -1, dtype=np.int64)
+    out = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    if crowded.any():
+        slow = np.flatnonzero(crowded)
+        ids[slow], out[slow] = _dense_top_k(scores[slow], k)
+        keep = ~crowded[rows]
+        flat, rows = flat[keep], rows[keep]
+        counts[slow] = 0
+    if flat.size:
+        starts = np.cumsum(counts) - counts
+        rank = np.arange(flat.size) - starts[rows]
+        dtype = np.result_type(scores.dtype, np.float32)
+        padded = np.full((n_rows, int(counts.max())), -np.inf, dtype=dtype)
+        padded[rows, rank] = scores.reshape(-1)[flat]
+        columns = np.zeros(padded.shape, dtype=np.int64)
+        columns[rows, rank] = flat % n_cols
+        fast = np.flatnonzero(~crowded)
+        best, best_scores = _dense_top_k(padded[fast], k)
+        ids[fast] = np.where(best >= 0, np.take_along_axis(columns[fast], best.clip(0), 1), -1)
+        out[fast] = best_scores
     return ids, out
 
 
@@ -149,6 +194,9 @@ class Recommender(ABC):
             raise ValidationError("item id out of range", field="item_ids")
         scores = np.asarray(self._scores(rows, None), dtype=np.float32)
         if items.ndim == 1:
+            whole = items.size == self.n_items and bool((items == np.arange(items.size)).all())
+            if whole:
+                return scores if scores.flags.writeable else scores.copy()
             return scores[:, items]
         if items.ndim == 2 and items.shape[0] == rows.shape[0]:
             return np.take_along_axis(scores, items, axis=1)
@@ -198,7 +246,8 @@ class Recommender(ABC):
         return model
 
     def _rows(self, matrix: sp.spmatrix, field: str = "user_rows") -> sp.csr_matrix:
-        rows = sp.csr_matrix(matrix, dtype=np.float32)
+        fit = isinstance(matrix, sp.csr_matrix) and matrix.dtype == np.float32
+        rows = matrix if fit else sp.csr_matrix(matrix, dtype=np.float32)
         if rows.shape[1] != self.n_items:
             raise ValidationError(
                 f"{field} has {rows.shape[1]} columns, the model has {self.n_items} items",

@@ -1,0 +1,57 @@
+"""A served user's input row equals that user's row of the training matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import dataflywheel as dfw
+from dataflywheel.learn.matrix import build_matrix
+from dataflywheel.learn.snapshot import read_events
+from dataflywheel.serve.history import Histories
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"recent_half_life": 1.5, "recent_floor": 0.05},
+        {"half_life_days": 2.0, "recent_half_life": 3.0},
+    ],
+)
+def test_row_matches_build_matrix(sqlite_url: str, params: dict[str, Any]) -> None:
+    rng = np.random.default_rng(4)
+    wheel = dfw.open(sqlite_url)
+    try:
+        wheel.track_many(
+            [
+                {
+                    "user_id": f"u{rng.integers(3)}",
+                    "item_id": f"i{rng.integers(12)}",
+                    "type": str(rng.choice(["click", "purchase", "dislike"])),
+                    "timestamp": 1_700_000_000 + 3600 * n,
+                }
+                for n in range(80)
+            ]
+        )
+        events, watermark = read_events(wheel.store)
+        histories = Histories(wheel.store, events, watermark)
+        n_items = int(events.item_idx.max()) + 1
+        for user in np.unique(events.user_idx):
+            mine = events.user_idx == user
+            expected = build_matrix(
+                np.zeros(int(mine.sum()), dtype=np.int64),
+                events.item_idx[mine],
+                events.weight[mine],
+                events.timestamp[mine],
+                n_users=1,
+                n_items=n_items,
+                **params,
+            )
+            row, consumed = histories.row(int(user), n_items, params)
+            np.testing.assert_allclose(row.toarray(), expected.toarray(), rtol=1e-6)
+            assert set(consumed) == set(events.item_idx[mine & (events.weight != 0)])
+    finally:
+        wheel.close()
