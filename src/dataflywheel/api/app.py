@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dataflywheel import __version__
 from dataflywheel.api import entities, events, models, personalizer, recommendations, system
@@ -62,15 +63,35 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     _install_error_handlers(app)
     _install_openapi(app)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        app.state.metrics.requests.labels(path, f"{response.status_code // 100}xx").inc()
-        return response
-
+    app.add_middleware(RequestCounter, metrics=app.state.metrics)
     return app
+
+
+class RequestCounter:
+    """Counts requests by route and status class; plain ASGI, so it adds no task per request
+    (Starlette's ``BaseHTTPMiddleware`` would)."""
+
+    def __init__(self, app: ASGIApp, metrics: system.Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, f"{status // 100}xx").inc()
 
 
 def _install_error_handlers(app: FastAPI) -> None:
