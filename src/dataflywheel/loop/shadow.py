@@ -83,14 +83,19 @@ class SidecarLog(ImpressionLog):
 
     def flush(self) -> None:
         super().flush()
+        if not self._worker.is_alive():
+            return
         done = threading.Event()
         self._jobs.put(done)
-        done.wait()
+        while not done.wait(timeout=1.0):
+            if not self._worker.is_alive():
+                return
 
     def close(self) -> None:
         super().close()
-        self._jobs.put(None)
-        self._worker.join()
+        if self._worker.is_alive():
+            self._jobs.put(None)
+            self._worker.join()
 
     def _work(self) -> None:
         while True:

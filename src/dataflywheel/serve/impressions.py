@@ -33,14 +33,19 @@ class ImpressionLog:
         self._queue.put(record)
 
     def flush(self) -> None:
-        """Return once everything logged so far is stored."""
+        """Return once everything logged so far is stored (at once after :meth:`close`)."""
+        if not self._thread.is_alive():
+            return
         done = threading.Event()
         self._queue.put(done)
-        done.wait()
+        while not done.wait(timeout=1.0):
+            if not self._thread.is_alive():
+                return
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def _run(self) -> None:
         while True:
