@@ -1,6 +1,6 @@
 """HTTP ingestion throughput, durable before the 200, against a plain sqlite3 loop (the ceiling).
 
-    python benchmarks/bench_ingest_http.py [--events 300000] [--postgres URL]
+    python benchmarks/bench_ingest_http.py [--events 300000] [--postgres postgresql://postgres@127.0.0.1/test]
 
 Runs, in one go: (1) the ceiling — the same rows inserted with ``sqlite3.executemany`` in
 1 000-row transactions into an events table with the same dedup index; (2) ``flywheel serve``
@@ -109,13 +109,12 @@ def main() -> None:
     if args.postgres:
         import psycopg
 
-        with psycopg.connect(args.postgres, autocommit=True) as conn:
-            for table in ("events", "users", "items", "impressions", "api_keys", "ingest_daily"):
-                conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-            conn.execute("DROP TABLE IF EXISTS alembic_version")
-        rate, single = measure(
-            args.postgres, make_events(args.events, "p"), args.singles, args.workers
-        )
+        admin, _, _ = args.postgres.rpartition("/")
+        with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS flywheel_bench WITH (FORCE)")
+            conn.execute("CREATE DATABASE flywheel_bench")
+        bench_db = f"{admin}/flywheel_bench"
+        rate, single = measure(bench_db, make_events(args.events, "p"), args.singles, args.workers)
         print(
             f"ours     HTTP batches → PostgreSQL    {rate:>10,.0f} events/s  "
             f"({rate / limit:.2f} × ceiling)"

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ConfigError
@@ -42,8 +42,9 @@ class Store:
         self.engine = create_store_engine(settings.db, synchronous=settings.sqlite_synchronous)
         try:
             upgrade(self.engine)
-        except OperationalError as exc:
-            raise ConfigError(f"cannot open store {settings.db}: {exc.orig}", field="db") from exc
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise ConfigError(f"cannot open store {settings.db}: {reason}", field="db") from exc
         self._ids: dict[str, dict[str, int]] = {"users": {}, "items": {}}
         self._ids_lock = threading.Lock()
 
