@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dataflywheel import insight
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.experiments.store import guard_promotion
 from dataflywheel.ingest.service import Batch, Ingestor, IngestResult
@@ -158,6 +159,20 @@ class Flywheel:
     def _champion_changed(self) -> None:
         if self._serving is not None:
             self._serving.invalidate()
+
+    # Insight ---------------------------------------------------------------------------------
+
+    def kpis(
+        self, start: str | None = None, end: str | None = None, grain: str = "day"
+    ) -> dict[str, Any]:
+        """The ``GET /v1/kpis`` object: daily (or weekly, monthly) KPIs over a date range."""
+        self.flush()
+        return insight.kpis(self.store, start, end, grain)
+
+    def health(self) -> dict[str, Any]:
+        """The ``GET /v1/health/flywheel`` object: a verdict per flywheel condition."""
+        self.flush()
+        return insight.health(self.store)
 
     def run_loop_once(self, now: float | None = None) -> dict[str, Any]:
         """One step of the background loop: retrain if due, gate, promote or keep."""

@@ -15,7 +15,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dataflywheel import __version__
-from dataflywheel.api import entities, events, models, personalizer, recommendations, system
+from dataflywheel.api import (
+    entities,
+    events,
+    insight,
+    models,
+    personalizer,
+    recommendations,
+    system,
+)
 from dataflywheel.api.schemas import EventBatch
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.errors import FlywheelError
@@ -58,7 +66,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     app.state.writer = writer
     app.state.keys = KeyRing(wheel.store)
     app.state.metrics = system.Metrics()
-    for module in (events, entities, recommendations, models, system, personalizer):
+    for module in (events, entities, recommendations, models, system, personalizer, insight):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_openapi(app)

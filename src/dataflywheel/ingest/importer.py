@@ -345,7 +345,8 @@ def import_entities(
     """Upsert users or items from a file with an ``id`` column (or ``user_id``/``item_id``).
 
     Columns ``categories`` (a list, or a ``|``-separated string), ``hidden`` and ``created_at``
-    are recognised; every other column becomes an attribute.
+    are recognised (``mapping`` renames, e.g. ``categories=genres``); every other column
+    becomes an attribute.
     """
     fmt_name = detect_format(path, fmt)
     mapping = dict(mapping or {})
@@ -354,6 +355,10 @@ def import_entities(
     now = time.time()
     for batch in read_batches(path, fmt_name):
         columns = batch.to_pydict()
+        for target in ("categories", "hidden", "created_at"):
+            source = mapping.get(target)
+            if source is not None and source in columns:
+                columns[target] = columns.pop(source)
         key = next((k for k in key_names if k in columns), None)
         if key is None:
             raise ValidationError("the file has no id column (use --map id=COLUMN)", field="id")

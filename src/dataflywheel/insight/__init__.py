@@ -1,10 +1,10 @@
 """Insight: KPIs from incremental daily rollups, the flywheel health verdict, the dashboard.
 
-    refresh(store)                    bring the rollups up to date (every reader does it first)
-    kpis(store, start, end, grain)    the GET /v1/kpis object
-    health(store)                     the GET /v1/health/flywheel object
-    dashboard_data(store, start, end) what the dashboard draws (GET /v1/dashboard)
-    render_report(store, start, end)  the dashboard as one self-contained HTML file
+refresh(store)                    bring the rollups up to date (every reader does it first)
+kpis(store, start, end, grain)    the GET /v1/kpis object
+health(store)                     the GET /v1/health/flywheel object
+dashboard_data(store, start, end) what the dashboard draws (GET /v1/dashboard)
+render_report(store, start, end)  the dashboard as one self-contained HTML file
 """
 
 from __future__ import annotations

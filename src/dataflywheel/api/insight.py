@@ -1,0 +1,68 @@
+"""KPIs, the flywheel health verdict, the dashboard page, its data and the HTML report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from dataflywheel.api.deps import require, wheel_of
+from dataflywheel.insight import dashboard_data, health, kpis, render_page, render_report
+from dataflywheel.insight.dashboard import plotly_path
+
+router = APIRouter(tags=["insight"])
+
+FromQuery = Query(None, alias="from", description="First day, YYYY-MM-DD (UTC, inclusive).")
+ToQuery = Query(None, alias="to", description="Last day, YYYY-MM-DD (UTC, inclusive).")
+
+
+@router.get("/v1/kpis", dependencies=[Depends(require("admin"))])
+async def get_kpis(
+    request: Request,
+    start: str | None = FromQuery,
+    end: str | None = ToQuery,
+    grain: str = Query("day", description="day, week or month."),
+) -> Any:
+    """KPIs per day/week/month: active users, sessions, events, strong signals, quality."""
+    return await run_in_threadpool(kpis, wheel_of(request).store, start, end, grain)
+
+
+@router.get("/v1/health/flywheel", dependencies=[Depends(require("admin"))])
+async def get_health(request: Request) -> Any:
+    """Is the flywheel spinning? The four conditions with evidence and next actions."""
+    return await run_in_threadpool(health, wheel_of(request).store)
+
+
+@router.get("/v1/dashboard", dependencies=[Depends(require("admin"))])
+async def get_dashboard(
+    request: Request, start: str | None = FromQuery, end: str | None = ToQuery
+) -> Any:
+    """Everything the dashboard draws, aggregated server-side."""
+    return await run_in_threadpool(dashboard_data, wheel_of(request).store, start, end)
+
+
+@router.get("/v1/report", response_class=HTMLResponse, dependencies=[Depends(require("admin"))])
+async def get_report(
+    request: Request, start: str | None = FromQuery, end: str | None = ToQuery
+) -> HTMLResponse:
+    """The dashboard as one self-contained HTML file (plotly.js and data inlined)."""
+    html = await run_in_threadpool(render_report, wheel_of(request).store, start, end)
+    return HTMLResponse(html)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def dashboard_page() -> HTMLResponse:
+    """The live dashboard; it fetches /v1/dashboard (with the key from ``#key=``)."""
+    return HTMLResponse(render_page())
+
+
+@router.get("/dashboard/plotly.min.js", include_in_schema=False)
+async def plotly_js() -> FileResponse:
+    """plotly.js from the installed ``plotly`` package, so the page works offline."""
+    return FileResponse(
+        plotly_path(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
