@@ -32,7 +32,7 @@ def _group(item: int) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> dfw.Flywheel:
     url = f"sqlite:///{tmp_path_factory.mktemp('ope') / 'flywheel.db'}"
-    wheel = dfw.open(url, exploration={"name": "epsilon_greedy", "epsilon": 0.5})
+    wheel = dfw.open(url, exploration={"name": "epsilon_greedy", "epsilon": 0.5}, seed=0)
     rng = np.random.default_rng(7)
     history = [
         {
@@ -84,11 +84,10 @@ def test_better_candidate_beats_the_logged_reward(served: dfw.Flywheel) -> None:
     json.dumps(report)  # what `flywheel ope --json` prints
 
 
-def test_champion_on_its_own_logs_matches_the_logged_reward(served: dfw.Flywheel) -> None:
-    report = evaluate_candidate(served.store, served.registry, "v1")
-    logged, estimate = report["logged"], report["estimate"]
-    assert (
-        estimate["value"]
-        < evaluate_candidate(served.store, served.registry, "v2")["estimate"]["value"]
-    )
-    assert abs(estimate["value"] - logged["value"]) < 0.05
+def test_the_weaker_champion_is_estimated_below_the_candidate(served: dfw.Flywheel) -> None:
+    # The logs mix the champion with 50% exploration, so the greedy champion's own estimate need
+    # not equal the logged reward; it must rank below the better candidate.
+    champion = evaluate_candidate(served.store, served.registry, "v1")["estimate"]
+    candidate = evaluate_candidate(served.store, served.registry, "v2")["estimate"]
+    assert champion["value"] < candidate["value"]
+    assert champion["low"] <= champion["value"] <= champion["high"]

@@ -124,17 +124,33 @@ class GroupCommitWriter:
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
         self._queue: queue.Queue[tuple[Batch, Future[int]] | None] = queue.Queue()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
     def submit(self, batch: Batch) -> Future[int]:
+        """Queue ``batch``; after :meth:`close` it is committed at once in the caller."""
         future: Future[int] = Future()
+        if self._closed:
+            try:
+                future.set_result(self.ingestor.commit([batch])[0])
+            except Exception as exc:  # the caller's await re-raises it
+                future.set_exception(exc)
+            return future
         self._queue.put((batch, future))
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        """Commit what is queued, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            # A batch queued while closing still gets its answer.
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None:
+                    self._commit([item])
 
     def _run(self) -> None:
         while True:
@@ -153,14 +169,17 @@ class GroupCommitWriter:
                     break
                 group.append(item)
                 size += len(item[0].events)
-            try:
-                counts = self.ingestor.commit([batch for batch, _ in group])
-            except Exception as exc:  # every waiter must hear about the failure
-                for _, future in group:
-                    future.set_exception(exc)
-            else:
-                for (_, future), count in zip(group, counts, strict=True):
-                    future.set_result(count)
+            self._commit(group)
+
+    def _commit(self, group: list[tuple[Batch, Future[int]]]) -> None:
+        try:
+            counts = self.ingestor.commit([batch for batch, _ in group])
+        except Exception as exc:  # every waiter must hear about the failure
+            for _, future in group:
+                future.set_exception(exc)
+        else:
+            for (_, future), count in zip(group, counts, strict=True):
+                future.set_result(count)
 
 
 def _day(ts: float) -> str:
