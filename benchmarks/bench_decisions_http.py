@@ -16,9 +16,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from _server import running_server
 from dataflywheel.config import load_settings
 from dataflywheel.decide.service import DecisionService
 from dataflywheel.store.store import Store
@@ -59,30 +57,6 @@ def reward_of(body: dict[str, Any], action: str) -> float:
     return 1.0 if action == best else 0.0
 
 
-def start_server(db: str) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    flywheel = Path(sys.executable).with_name("flywheel")
-    process = subprocess.Popen(
-        [str(flywheel), "serve", "--db", db, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
-
-
 def http_rounds(port: int, bodies: list[bytes], originals: list[dict[str, Any]]) -> int:
     """Rank and reward every body over one keep-alive connection; returns the rounds done."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -109,8 +83,7 @@ def http_rounds(port: int, bodies: list[bytes], originals: list[dict[str, Any]])
 
 
 def bench_http(db: str, requests: list[dict[str, Any]], connections: int) -> float:
-    process, port = start_server(db)
-    try:
+    with running_server(db, env={"FLYWHEEL_LOOP_ENABLED": "false"}) as port:
         encoded = [json.dumps(r).encode() for r in requests]
         http_rounds(port, encoded[:200], requests[:200])  # warm-up
         shares = [list(range(i, len(requests), connections)) for i in range(connections)]
@@ -127,9 +100,6 @@ def bench_http(db: str, requests: list[dict[str, Any]], connections: int) -> flo
         for thread in threads:
             thread.join()
         return len(requests) / (time.perf_counter() - start)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def bench_in_process(db: str, requests: list[dict[str, Any]]) -> float:
