@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request
 
@@ -23,10 +24,14 @@ def bearer_key(request: Request) -> str | None:
     return request.headers.get("ocp-apim-subscription-key")
 
 
-def require(scope: Scope) -> Callable[[Request], None]:
-    """A dependency that rejects requests whose key does not grant ``scope``."""
+def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, None]]:
+    """A dependency that rejects requests whose key does not grant ``scope``.
 
-    def check(request: Request) -> None:
+    Async so FastAPI runs it on the event loop instead of a thread hop per request; the key
+    ring touches the store only every few seconds.
+    """
+
+    async def check(request: Request) -> None:
         keys: KeyRing = request.app.state.keys
         keys.check(bearer_key(request), scope)
 

@@ -80,16 +80,18 @@ class Ingestor:
         store = self.store
         learned: dict[str, dict[str, int]] = {"users": {}, "items": {}}
         inserted: list[int] = []
+        per_day: dict[str, list[int]] = {}
         with store.write() as conn:
             for batch in batches:
-                inserted.append(self._write(conn, batch, learned) if batch.events else 0)
-                store.record_ingest(
-                    conn,
-                    _day(batch.received_at),
-                    inserted[-1],
-                    len(batch.events) - inserted[-1],
-                    batch.rejected,
-                )
+                new = self._write(conn, batch, learned) if batch.events else 0
+                inserted.append(new)
+                counts = per_day.setdefault(_day(batch.received_at), [0, 0, 0])
+                counts[0] += new
+                counts[1] += len(batch.events) - new
+                counts[2] += batch.rejected
+            # One counter update per day, not per request: a group can hold many requests.
+            for day, (accepted, duplicates, rejected) in per_day.items():
+                store.record_ingest(conn, day, accepted, duplicates, rejected)
         store.remember_ids("users", learned["users"])
         store.remember_ids("items", learned["items"])
         return inserted
