@@ -26,6 +26,8 @@ COLUMNS = (
     "context",
 )
 _COLUMN_LIST = ", ".join(COLUMNS)
+# SQLite accepts at most 32 766 bound parameters; stay well below for IN lists.
+_IN_CHUNK = 900
 
 
 def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
@@ -96,3 +98,23 @@ def read_columns(conn: Connection, sql: str, width: int, chunk: int = 200_000) -
     return np.column_stack(
         [table.column(i).to_numpy().astype(np.float64) for i in range(table.num_columns)]
     )
+
+
+def select_keys(conn: Connection, table: str, column: str, keys: Sequence[str]) -> dict[str, int]:
+    """Dense ids of ``keys`` that exist in ``table`` (raw DB-API: this is on the ingest path)."""
+    marker = "?" if conn.dialect.name == "sqlite" else "%s"
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    found: dict[str, int] = {}
+    try:
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            cursor.execute(
+                f"SELECT {column}, idx FROM {table} WHERE {column} IN "
+                f"({', '.join([marker] * len(chunk))})",
+                list(chunk),
+            )
+            found.update(cursor.fetchall())
+    finally:
+        cursor.close()
+    return found

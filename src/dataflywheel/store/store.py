@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dataflywheel.config import Settings
 from dataflywheel.errors import ConfigError
 from dataflywheel.store import schema
-from dataflywheel.store.bulk import insert_keys
+from dataflywheel.store.bulk import insert_keys, select_keys
 from dataflywheel.store.engine import IMMEDIATE, create_store_engine
 from dataflywheel.store.migrate import upgrade
 
@@ -23,8 +23,6 @@ _TABLES: dict[str, tuple[Table, str]] = {
     "users": (schema.users, "user_id"),
     "items": (schema.items, "item_id"),
 }
-# SQLite accepts at most 32 766 bound parameters; stay well below for IN lists.
-_IN_CHUNK = 900
 _CACHE_LIMIT = 2_000_000
 
 
@@ -102,14 +100,7 @@ class Store:
 
     def _select_ids(self, conn: Connection, kind: Kind, keys: Sequence[str]) -> dict[str, int]:
         table, column = _TABLES[kind]
-        out: dict[str, int] = {}
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
-            result = conn.execute(
-                select(table.c[column], table.c.idx).where(table.c[column].in_(chunk))
-            )
-            out.update({key: idx for key, idx in result})
-        return out
+        return select_keys(conn, table.name, column, keys)
 
     def lookup_ids(self, kind: Kind, keys: Sequence[str]) -> dict[str, int]:
         """Dense ids of known ``keys`` (unknown ones are absent), without creating rows."""
