@@ -16,7 +16,7 @@ import click
 import typer
 from rich.table import Table
 
-from dataflywheel.cli import decide, insight, models
+from dataflywheel.cli import datasets, decide, insight, models
 from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli.common import (
     DbOption,
@@ -161,6 +161,7 @@ def keys_create(
 
 models.register(app)
 decide.register(app)
+datasets.register(app)
 insight.register(app)
 simulate_cli.register(app)
 
