@@ -22,6 +22,7 @@ from dataflywheel.api import (
     models,
     personalizer,
     recommendations,
+    rollout,
     system,
 )
 from dataflywheel.api.schemas import EventBatch
@@ -66,7 +67,16 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     app.state.writer = writer
     app.state.keys = KeyRing(wheel.store)
     app.state.metrics = system.Metrics()
-    for module in (events, entities, recommendations, models, system, personalizer, insight):
+    for module in (
+        events,
+        entities,
+        recommendations,
+        models,
+        rollout,
+        system,
+        personalizer,
+        insight,
+    ):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_openapi(app)

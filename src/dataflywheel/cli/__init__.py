@@ -16,7 +16,7 @@ import click
 import typer
 from rich.table import Table
 
-from dataflywheel.cli import datasets, decide, insight, models
+from dataflywheel.cli import datasets, decide, insight, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli.common import (
     DbOption,
@@ -162,6 +162,7 @@ def keys_create(
 models.register(app)
 decide.register(app)
 datasets.register(app)
+rollout.register(app)
 insight.register(app)
 simulate_cli.register(app)
 
