@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from dataflywheel.errors import ConflictError, NotFoundError
+from dataflywheel.errors import ConflictError, NotFoundError, ValidationError
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
@@ -106,6 +106,10 @@ class Registry:
 
     def set_status(self, version: str, status: str, reason: str, now: float | None = None) -> None:
         """Move a non-champion version to ``status`` (shadow, experiment, retired)."""
+        if status not in STATUSES or status == "champion":
+            raise ValidationError(
+                f"status must be one of {', '.join(STATUSES[:-2])} or retired", field="status"
+            )
         now = time.time() if now is None else now
         current = self.get(version)["status"]
         if current == "champion":
