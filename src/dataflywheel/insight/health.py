@@ -2,12 +2,13 @@
 
 Conditions (docs/insight.md explains each rule and threshold):
 1. high-signal data is collected — strong-signal share of feedback, and its trend;
-2. it becomes a better model — the champion uses recent data (coverage, lag, latency) and
-   successive versions' offline metrics do not fall;
-3. the improvement is perceivable — newer versions get a higher online CTR than older ones
-   (within experiments when arms served different versions, else over time);
-4. better models drive more usage — days of higher online quality are followed by more active
-   users / more users coming back.
+2. it becomes a better model — collected data reaches models: the newest version's snapshot
+   covers most events and is recent, versions keep being trained, offline metrics do not fall;
+3. the improvement is perceivable — serving follows the model (logged propensities are not
+   uniform), and newer versions get a higher online CTR than where serving started (within
+   experiments when arms served different versions, else over time);
+4. better models drive more usage — well-served users come back more the next day, or days of
+   higher online quality are followed by more active users.
 
 The verdict is ``spinning`` when all pass, ``stalled`` at the first condition that does not pass,
 and ``insufficient-data`` when the store is too small to judge. Only stored facts are read.
@@ -23,6 +24,7 @@ from statistics import median
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from scipy import stats
 from sqlalchemy import Connection, func, select
 
@@ -55,13 +57,19 @@ QUALITY_DECLINE_TOLERANCE = 0.05  # relative fall of the offline metric tolerate
 PERCEIVABLE_LIFT = 0.05
 MIN_IMPRESSIONS = 500
 Z_95 = 1.96
+RANDOMNESS_SAMPLE = 2_000  # newest model-served lists whose propensities are read
+UNIFORM_RATIO = 1.5  # a list is near uniform when max propensity < 1.5 × min propensity
+MAX_BLOCKS = 4  # later versions are pooled into at most this many consecutive blocks
+UNIFORM_MAX = 0.5  # ... and no item was likely to be shown (1.0 = deterministic serving)
+UNIFORM_SHARE_FAIL = 0.9  # share of near-uniform lists at which serving counts as random
 # 4. Engagement's response to online quality, over paired days.
-MIN_PAIRED_DAYS = 14
 MIN_DAILY_IMPRESSIONS = 50
-QUALITY_MIN_VARIATION = 0.05  # (p90 − p10) / mean of daily CTR needed to test a response
-CORRELATION_PASS = 0.3
-CORRELATION_FAIL = 0.1
 ALPHA = 0.05
+MIN_PAIRED_DAYS = 14  # days with enough impressions for the aggregate (day-level) response
+CORRELATION_PASS = 0.3  # Spearman of daily CTR with next-day DAU
+CORRELATION_FAIL = 0.1
+RESPONSE_DAYS = 28  # recent days whose served users are followed to the next day
+RETURN_LIFT = 0.1  # relative next-day return lift of well-served user-days needed to pass
 
 NAMES = {
     1: "high-signal data is collected",
@@ -109,7 +117,7 @@ def assess(conn: Connection, settings: Settings) -> dict[str, Any]:
         _signal(conn, settings, low, high),
         _learning(conn, events, high),
         _perceivable(conn, low, high),
-        _usage(conn, low, high),
+        _usage(conn, settings, low, high),
     ]
     document: dict[str, Any] = {
         "verdict": "spinning",
@@ -247,29 +255,31 @@ def _learning(conn: Connection, total_events: int, last_day: int) -> Condition:
         },
     }
     confidence = math.sqrt(len(versions) / 5)
-    stale = lag_days is not None and lag_days > LAG_FAIL_DAYS
-    if (coverage or 0.0) < COVERAGE_FAIL or stale:
-        if (newest_coverage or 0.0) >= COVERAGE_PASS and newest is not current:
-            action = (
-                f"Newer data was trained into {newest['version']} but it is not the champion: "
-                "check why the gates did not promote it, or promote it."
-            )
-        else:
-            action = (
-                "Collected data is not reaching a model: retrain on fresh snapshots (run the "
-                "loop with `flywheel serve`, or schedule `flywheel train`)."
-            )
+    # Whether collected data reaches models is judged on the newest trained version (the
+    # champion may lawfully stay put while the gates keep candidates out).
+    newest_horizon = newest["data_until_ts"]
+    newest_lag = last_day - int(newest_horizon // DAY) if newest_horizon is not None else None
+    evidence["newest_data_lag_days"] = newest_lag
+    stale = newest_lag is None or newest_lag > LAG_FAIL_DAYS
+    if (newest_coverage or 0.0) < COVERAGE_FAIL or stale:
+        action = (
+            "Collected data is not reaching a model: retrain on fresh snapshots (run the "
+            "loop with `flywheel serve`, or schedule `flywheel train`)."
+        )
         return Condition(2, "fail", evidence, confidence, action)
     declining = trend is not None and trend["relative_change"] < -QUALITY_DECLINE_TOLERANCE
-    fresh = (coverage or 0.0) >= COVERAGE_PASS and (lag_days or 0) <= LAG_PASS_DAYS
+    fresh = (newest_coverage or 0.0) >= COVERAGE_PASS and (newest_lag or 0) <= LAG_PASS_DAYS
     if fresh and len(watermarks) >= 2 and not declining:
-        return Condition(
-            2,
-            "pass",
-            evidence,
-            confidence,
-            "Keep the retraining cadence; watch data-to-model latency.",
-        )
+        if newest is not current and (
+            (coverage or 0.0) < COVERAGE_PASS or (lag_days or 0) > LAG_PASS_DAYS
+        ):
+            action = (
+                f"Models keep learning from new data, but the champion {current['version']} is "
+                f"older than {newest['version']}: check that the gates promote real gains."
+            )
+        else:
+            action = "Keep the retraining cadence; watch data-to-model latency."
+        return Condition(2, "pass", evidence, confidence, action)
     if declining:
         action = (
             f"Offline {metric} falls across versions: check data quality (bots, duplicates, "
@@ -369,7 +379,12 @@ def _perceivable(conn: Connection, low: int, high: int) -> Condition:
             for v in ranked[-10:]
             for n, k in [per_version[v]]
         ],
-        "thresholds": {"perceivable_lift": PERCEIVABLE_LIFT, "min_impressions": MIN_IMPRESSIONS},
+        "thresholds": {
+            "perceivable_lift": PERCEIVABLE_LIFT,
+            "min_impressions": MIN_IMPRESSIONS,
+            "max_blocks": MAX_BLOCKS,
+            "uniform_share_fail": UNIFORM_SHARE_FAIL,
+        },
     }
     if shown == 0:
         return Condition(
@@ -389,6 +404,18 @@ def _perceivable(conn: Connection, low: int, high: int) -> Condition:
             "No feedback is linked to what was served: send the recommendation_id with the "
             "events that follow a recommendation.",
         )
+    randomness = _serving_randomness(conn, low, high)
+    evidence["serving"] = randomness
+    if randomness["lists"] >= MIN_IMPRESSIONS and randomness["uniform_share"] >= UNIFORM_SHARE_FAIL:
+        return Condition(
+            3,
+            "fail",
+            evidence,
+            math.sqrt(randomness["lists"] / (10 * MIN_IMPRESSIONS)),
+            "Served lists ignore the model: their logged propensities are near uniform, so "
+            "what users see is random. Lower the exploration (temperature, epsilon) so the "
+            "champion's scores decide the order.",
+        )
     comparison = _experiment_comparison(rows, order)
     if comparison is None:
         served_versions = [v for v in ranked if per_version[v][0] > 0]
@@ -401,15 +428,7 @@ def _perceivable(conn: Connection, low: int, high: int) -> Condition:
                 "Only one model version has served: newer versions must reach users before "
                 "their improvement can be perceived.",
             )
-        half = len(served_versions) // 2
-        older = [sum(per_version[v][i] for v in served_versions[:half]) for i in (0, 1)]
-        newer = [sum(per_version[v][i] for v in served_versions[half:]) for i in (0, 1)]
-        comparison = {
-            "method": "newer versions vs older versions, over time",
-            "older": [v or None for v in served_versions[:half]],
-            "newer": [v or None for v in served_versions[half:]],
-            **two_proportions(older, newer),
-        }
+        comparison = _over_time_comparison(served_versions, per_version)
     evidence["comparison"] = comparison
     smallest = min(comparison["impressions_older"], comparison["impressions_newer"])
     confidence = math.sqrt(smallest / (10 * MIN_IMPRESSIONS))
@@ -421,8 +440,8 @@ def _perceivable(conn: Connection, low: int, high: int) -> Condition:
             confidence,
             "Too few impressions to compare versions yet: keep serving, or run an experiment.",
         )
-    lift, lift_high = comparison["relative_lift"], comparison["relative_lift_high"]
-    if comparison["diff_low"] > 0 and (lift is None or lift >= PERCEIVABLE_LIFT):
+    lift_high = comparison["relative_lift_high"]
+    if comparison["diff_low"] > 0:
         return Condition(3, "pass", evidence, confidence, "Confirm new champions with an A/B test.")
     if comparison["diff"] <= 0 or (lift_high is not None and lift_high < PERCEIVABLE_LIFT):
         return Condition(
@@ -442,6 +461,117 @@ def _perceivable(conn: Connection, low: int, high: int) -> Condition:
         "The online lift of newer versions is not yet clear: run an experiment between the "
         "champion and the previous version.",
     )
+
+
+def _over_time_comparison(
+    served_versions: list[str], per_version: dict[str, list[int]]
+) -> dict[str, Any]:
+    """Where serving started against the best later block of versions.
+
+    The starting point is the first versions to serve, pooled up to ``MIN_IMPRESSIONS``; when
+    that is the cold-start list (no model), the first model versions are a second starting
+    point. Later versions are pooled into at most ``MAX_BLOCKS`` consecutive blocks (equal
+    shares of the later impressions). Every (start, later block) pair is a comparison, and the
+    interval is widened for their number (Bonferroni); the most favourable one is reported."""
+    runs = [served_versions]
+    if served_versions[0] == "" and len(served_versions) > 2:
+        runs.append(served_versions[1:])
+    split = [b for b in (_blocks(run, per_version) for run in runs) if len(b) >= 2]
+    if not split:
+        half = max(1, len(served_versions) // 2)
+        older = [sum(per_version[v][i] for v in served_versions[:half]) for i in (0, 1)]
+        newer = [sum(per_version[v][i] for v in served_versions[half:]) for i in (0, 1)]
+        return {
+            "method": "newer versions vs older versions, over time",
+            "older": [v or None for v in served_versions[:half]],
+            "newer": [v or None for v in served_versions[half:]],
+            "comparisons": 1,
+            **two_proportions(older, newer),
+        }
+    comparisons = sum(len(blocks) - 1 for blocks in split)
+    z = float(stats.norm.ppf(1 - ALPHA / comparisons / 2))
+    best: dict[str, Any] | None = None
+    for blocks in split:
+        (first, base), later = blocks[0], blocks[1:]
+        members, counts = max(later, key=lambda b: b[1][1] / b[1][0])
+        candidate = {
+            "method": "first versions vs the best later block of versions, over time",
+            "older": [v or None for v in first],
+            "newer": [v or None for v in members],
+            "comparisons": comparisons,
+            "ctr_by_block": [
+                {
+                    "first": m[0] or None,
+                    "last": m[-1] or None,
+                    "impressions": c[0],
+                    "ctr": ratio(c[1], c[0]),
+                }
+                for m, c in blocks
+            ],
+            **two_proportions(base, counts, z),
+        }
+        if best is None or candidate["diff_low"] > best["diff_low"]:
+            best = candidate
+    assert best is not None
+    return best
+
+
+def _blocks(
+    versions: list[str], per_version: dict[str, list[int]]
+) -> list[tuple[list[str], list[int]]]:
+    """Consecutive versions pooled: the first block up to ``MIN_IMPRESSIONS``, the later ones
+    in at most ``MAX_BLOCKS`` equal shares of the remaining impressions."""
+    blocks: list[tuple[list[str], list[int]]] = []
+    members: list[str] = []
+    counts = [0, 0]
+    total = sum(per_version[v][0] for v in versions)
+    size = MIN_IMPRESSIONS
+    for version in versions:
+        members.append(version)
+        counts = [counts[0] + per_version[version][0], counts[1] + per_version[version][1]]
+        if counts[0] >= size:
+            blocks.append((members, counts))
+            if len(blocks) == 1:
+                size = max(MIN_IMPRESSIONS, math.ceil((total - counts[0]) / MAX_BLOCKS))
+            members, counts = [], [0, 0]
+    if members:
+        if len(blocks) >= 2 and counts[0] < size // 2:
+            merged = blocks.pop()
+            members = merged[0] + members
+            counts = [merged[1][0] + counts[0], merged[1][1] + counts[1]]
+        blocks.append((members, counts))
+    return blocks
+
+
+def _serving_randomness(conn: Connection, low: int, high: int) -> dict[str, Any]:
+    """How random model-served lists are, from the propensities logged with the newest
+    ``RANDOMNESS_SAMPLE`` of them: a list is near uniform when its largest propensity is under
+    ``UNIFORM_RATIO`` times its smallest and under ``UNIFORM_MAX`` (every shown item was about
+    equally, and not very, likely; propensities of 1 are deterministic serving)."""
+    i = schema.impressions.c
+    rows = conn.execute(
+        select(i.propensities)
+        .where(
+            i.model_version.is_not(None),
+            i.ts >= low * DAY,
+            i.ts < (high + 1) * DAY,
+        )
+        .order_by(i.id.desc())
+        .limit(RANDOMNESS_SAMPLE)
+    ).all()
+    lists = uniform = 0
+    for (raw,) in rows:
+        props = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+        values = [float(p) for p in props or () if isinstance(p, int | float) and p > 0]
+        if len(values) < 2:
+            continue
+        lists += 1
+        uniform += max(values) < min(UNIFORM_MAX, UNIFORM_RATIO * min(values))
+    return {
+        "lists": lists,
+        "uniform_share": ratio(uniform, lists) or 0.0,
+        "threshold": UNIFORM_SHARE_FAIL,
+    }
 
 
 def _version_order(conn: Connection) -> dict[str, tuple[float, int, str]]:
@@ -479,8 +609,9 @@ def _experiment_comparison(
     }
 
 
-def two_proportions(older: list[int], newer: list[int]) -> dict[str, Any]:
-    """CTR difference newer − older with a 95% normal interval, also relative to older."""
+def two_proportions(older: list[int], newer: list[int], z: float = Z_95) -> dict[str, Any]:
+    """CTR difference newer − older with a normal interval (95% by default), also relative to
+    older."""
     (n1, k1), (n2, k2) = older, newer
     p1 = k1 / n1 if n1 else 0.0
     p2 = k2 / n2 if n2 else 0.0
@@ -492,18 +623,18 @@ def two_proportions(older: list[int], newer: list[int]) -> dict[str, Any]:
         "ctr_older": round(p1, 5),
         "ctr_newer": round(p2, 5),
         "diff": round(diff, 5),
-        "diff_low": round(diff - Z_95 * se, 5),
-        "diff_high": round(diff + Z_95 * se, 5),
+        "diff_low": round(diff - z * se, 5),
+        "diff_high": round(diff + z * se, 5),
         # Relative to the older CTR; with an older CTR of 0 any click is an unbounded lift.
         "relative_lift": round(diff / p1, 4) if p1 > 0 else None,
-        "relative_lift_high": round((diff + Z_95 * se) / p1, 4) if p1 > 0 else None,
+        "relative_lift_high": round((diff + z * se) / p1, 4) if p1 > 0 else None,
     }
 
 
 # 4 ---------------------------------------------------------------------------------------------
 
 
-def _usage(conn: Connection, low: int, high: int) -> Condition:
+def _usage(conn: Connection, settings: Settings, low: int, high: int) -> Condition:
     s, d = T.served.c, T.days.c
     quality = {
         int(day): int(k) / int(n)
@@ -531,46 +662,51 @@ def _usage(conn: Connection, low: int, high: int) -> Condition:
         "paired_days": len(paired),
         "dau_growth": growth,
         "thresholds": {
+            "return_lift": RETURN_LIFT,
+            "min_user_days": MIN_IMPRESSIONS,
             "correlation_pass": CORRELATION_PASS,
             "correlation_fail": CORRELATION_FAIL,
             "min_paired_days": MIN_PAIRED_DAYS,
         },
     }
-    confidence = math.sqrt(len(paired) / 60)
-    if len(paired) < MIN_PAIRED_DAYS:
-        return Condition(
-            4,
-            "warn",
-            evidence,
-            confidence,
-            f"Need {MIN_PAIRED_DAYS} days with at least {MIN_DAILY_IMPRESSIONS} impressions to "
-            "see whether engagement follows model quality; keep serving.",
-        )
-    variation = float((np.percentile(q, 90) - np.percentile(q, 10)) / max(q.mean(), 1e-12))
-    evidence["ctr_variation"] = round(variation, 4)
-    if variation < QUALITY_MIN_VARIATION:
-        return Condition(
-            4,
-            "warn",
-            evidence,
-            confidence,
-            "Online quality has not varied enough to see whether usage responds: ship a better "
-            "model, or run an experiment on engagement.",
-        )
-    responses = {
-        "next_day_dau": _spearman(q, next_dau),
-        "return_rate": _spearman(q, returning),
-    }
-    evidence["response_to_ctr"] = responses
-    if any(r["rho"] >= CORRELATION_PASS and r["p_value"] < ALPHA for r in responses.values()):
+    if len(paired) >= 3:
+        variation = float((np.percentile(q, 90) - np.percentile(q, 10)) / max(q.mean(), 1e-12))
+        evidence["ctr_variation"] = round(variation, 4)
+        # Day-level context only: a shared trend (users using up their best items while DAU
+        # grows) can make these correlations negative whatever the loop does.
+        evidence["response_to_ctr"] = {
+            "next_day_dau": _spearman(q, next_dau),
+            "return_rate": _spearman(q, returning),
+        }
+    elastic = _user_response(conn, settings, max(low, high - RESPONSE_DAYS + 1), high)
+    evidence["user_response"] = elastic
+    smallest = min(elastic["user_days_poorly_served"], elastic["user_days_well_served"])
+    enough_users = smallest >= MIN_IMPRESSIONS
+    lift, lift_high = elastic["relative_lift"], elastic["relative_lift_high"]
+    users_respond = enough_users and elastic["diff_low"] > 0 and (lift or 0.0) >= RETURN_LIFT
+    users_flat = enough_users and (
+        elastic["diff"] <= 0 or (lift_high is not None and lift_high < RETURN_LIFT)
+    )
+    # Aggregate response: days of higher CTR followed by more active users.
+    dau_response = (evidence.get("response_to_ctr") or {}).get("next_day_dau")
+    enough_days = len(paired) >= MIN_PAIRED_DAYS and dau_response is not None
+    rho = float(dau_response["rho"]) if enough_days and dau_response else 0.0
+    p_value = float(dau_response["p_value"]) if enough_days and dau_response else 1.0
+    days_respond = rho >= CORRELATION_PASS and p_value < ALPHA
+    days_flat = rho < CORRELATION_FAIL
+    confidence = max(
+        math.sqrt(smallest / (10 * MIN_IMPRESSIONS)), math.sqrt(len(paired) / 60) * days_respond
+    )
+    if users_respond or days_respond:
         return Condition(
             4,
             "pass",
             evidence,
             confidence,
-            "Engagement follows model quality; confirm causally with an experiment on retention.",
+            "Users come back more after well-served days; confirm causally with an experiment "
+            "on retention.",
         )
-    if all(r["rho"] < CORRELATION_FAIL for r in responses.values()):
+    if users_flat and days_flat:
         return Condition(
             4,
             "fail",
@@ -579,6 +715,15 @@ def _usage(conn: Connection, low: int, high: int) -> Condition:
             "Better recommendations do not bring users back: improve what the model optimises "
             "(long-term value, diversity, freshness) rather than clicks alone.",
         )
+    if not enough_users:
+        return Condition(
+            4,
+            "warn",
+            evidence,
+            confidence,
+            f"Need {MIN_IMPRESSIONS} user-days on each side (well served or not) to see whether "
+            "users come back more after good recommendations; keep serving.",
+        )
     return Condition(
         4,
         "warn",
@@ -586,6 +731,63 @@ def _usage(conn: Connection, low: int, high: int) -> Condition:
         confidence,
         "Engagement's response to model quality is weak: test it with an experiment.",
     )
+
+
+def _user_response(conn: Connection, settings: Settings, low: int, high: int) -> dict[str, Any]:
+    """Next-day return rate of user-days whose served lists were mostly engaged with (at least
+    half, with events of positive weight other than corrections, which say a list missed)
+    against user-days whose lists mostly were not."""
+    i, e, u = schema.impressions.c, schema.events.c, T.user_days.c
+    positive = [
+        name
+        for name, signal in settings.signals.items()
+        if signal.weight > 0 and name != "correction"
+    ]
+    served = conn.execute(
+        select(i.user_idx, i.ts, i.recommendation_id).where(
+            i.ts >= low * DAY, i.ts < (high + 1) * DAY, i.user_idx.is_not(None)
+        )
+    ).all()
+    engaged = {
+        rid
+        for (rid,) in conn.execute(
+            select(e.recommendation_id)
+            .select_from(
+                schema.impressions.join(schema.events, e.recommendation_id == i.recommendation_id)
+            )
+            .where(i.ts >= low * DAY, i.ts < (high + 1) * DAY, e.type.in_(positive))
+            .distinct()
+        )
+    }
+    lists: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for user, ts, rid in served:
+        counts = lists[(int(user), int(ts // DAY))]
+        counts[0] += 1
+        counts[1] += rid in engaged
+    active = {
+        (int(user), int(d))
+        for user, d in conn.execute(select(u.user_idx, u.day).where(u.day > low, u.day <= high + 1))
+    }
+    groups = [[0, 0], [0, 0]]  # [user-days, returned next day]: poorly / well served
+    for (user, d), (n, k) in lists.items():
+        if d >= high:
+            continue  # the next day is not in the data yet
+        group = groups[int(2 * k >= n)]
+        group[0] += 1
+        group[1] += (user, d + 1) in active
+    names = {
+        "impressions_older": "user_days_poorly_served",
+        "impressions_newer": "user_days_well_served",
+        "ctr_older": "return_rate_poorly_served",
+        "ctr_newer": "return_rate_well_served",
+    }
+    test = two_proportions(groups[0], groups[1])
+    return {
+        "method": "next-day return of well-served vs poorly served user-days",
+        "from": iso(low),
+        "to": iso(high),
+        **{names.get(k, k): v for k, v in test.items()},
+    }
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
