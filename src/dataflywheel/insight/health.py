@@ -56,6 +56,7 @@ QUALITY_DECLINE_TOLERANCE = 0.05  # relative fall of the offline metric tolerate
 # 3. A perceivable online improvement: relative CTR lift, on enough impressions, at 95%.
 PERCEIVABLE_LIFT = 0.05
 MIN_IMPRESSIONS = 500
+MIN_SLOTS = 200  # exploration slots needed before model-vs-exploration click-through counts
 Z_95 = 1.96
 RANDOMNESS_SAMPLE = 2_000  # newest model-served lists whose propensities are read
 UNIFORM_RATIO = 1.5  # a list is near uniform when max propensity < 1.5 × min propensity
@@ -116,7 +117,7 @@ def assess(conn: Connection, settings: Settings) -> dict[str, Any]:
     conditions = [
         _signal(conn, settings, low, high),
         _learning(conn, events, high),
-        _perceivable(conn, low, high),
+        _perceivable(conn, settings, low, high),
         _usage(conn, settings, low, high),
     ]
     document: dict[str, Any] = {
@@ -349,7 +350,7 @@ def _metric_trend(versions: list[dict[str, Any]], metric: str | None) -> dict[st
 # 3 ---------------------------------------------------------------------------------------------
 
 
-def _perceivable(conn: Connection, low: int, high: int) -> Condition:
+def _perceivable(conn: Connection, settings: Settings, low: int, high: int) -> Condition:
     s = T.served.c
     rows = conn.execute(
         select(
@@ -416,7 +417,18 @@ def _perceivable(conn: Connection, low: int, high: int) -> Condition:
             "what users see is random. Lower the exploration (temperature, epsilon) so the "
             "champion's scores decide the order.",
         )
+    slots = _model_vs_exploration(conn, settings, low, high)
+    evidence["model_vs_exploration"] = slots
     comparison = _experiment_comparison(rows, order)
+    if comparison is None and _clear_lift(slots):
+        return Condition(
+            3,
+            "pass",
+            evidence,
+            math.sqrt(min(slots["impressions_older"], 10 * MIN_SLOTS) / (10 * MIN_SLOTS)),
+            "Users click the model's picks clearly more than exploration picks at the same "
+            "positions; confirm new champions with an A/B test.",
+        )
     if comparison is None:
         served_versions = [v for v in ranked if per_version[v][0] > 0]
         if len(served_versions) < 2:
@@ -541,6 +553,59 @@ def _blocks(
             counts = [merged[1][0] + counts[0], merged[1][1] + counts[1]]
         blocks.append((members, counts))
     return blocks
+
+
+def _model_vs_exploration(
+    conn: Connection, settings: Settings, low: int, high: int
+) -> dict[str, Any]:
+    """Click-through of the slots the model chose (propensity ≥ 0.5) against the slots
+    exploration filled (propensity < 0.5) in the newest ``RANDOMNESS_SAMPLE`` model-served lists.
+
+    Exploration replaces slots at random positions, so both groups see the same positions; a
+    clear lift means users perceive the model's choices as better than the alternative. Unlike
+    CTR across versions it does not drift down as users exhaust their best items.
+    """
+    i, e = schema.impressions.c, schema.events.c
+    lists = conn.execute(
+        select(i.recommendation_id, i.item_ids, i.propensities)
+        .where(i.model_version.is_not(None), i.ts >= low * DAY, i.ts < (high + 1) * DAY)
+        .order_by(i.id.desc())
+        .limit(RANDOMNESS_SAMPLE)
+    ).all()
+    positive = [name for name, signal in settings.signals.items() if signal.weight > 0]
+    clicked: set[tuple[str, str]] = set()
+    ids = [row[0] for row in lists]
+    for start in range(0, len(ids), 500):
+        found = conn.execute(
+            select(e.recommendation_id, schema.items.c.item_id)
+            .join(schema.items, schema.items.c.idx == e.item_idx)
+            .where(e.recommendation_id.in_(ids[start : start + 500]), e.type.in_(positive))
+        ).all()
+        clicked.update((str(r), str(item)) for r, item in found)
+    explored, chosen = [0, 0], [0, 0]
+    for rec, raw_items, raw_props in lists:
+        items = orjson.loads(raw_items) if isinstance(raw_items, str | bytes) else raw_items
+        props = orjson.loads(raw_props) if isinstance(raw_props, str | bytes) else raw_props
+        for item, p in zip(items or (), props or (), strict=False):
+            group = chosen if float(p) >= 0.5 else explored
+            group[0] += 1
+            group[1] += (rec, str(item)) in clicked
+    return {
+        "older": "exploration slots",
+        "newer": "model slots",
+        **two_proportions(explored, chosen),
+    }
+
+
+def _clear_lift(slots: dict[str, Any]) -> bool:
+    """Enough exploration slots, and the model's slots win by a clear relative margin (the
+    lower end of the interval, relative to exploration's click-through)."""
+    base = slots["ctr_older"]
+    return (
+        slots["impressions_older"] >= MIN_SLOTS
+        and base > 0
+        and slots["diff_low"] / base >= PERCEIVABLE_LIFT
+    )
 
 
 def _serving_randomness(conn: Connection, low: int, high: int) -> dict[str, Any]:
