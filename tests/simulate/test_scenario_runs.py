@@ -9,10 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import pytest
-
-from dataflywheel.config import Settings
-from dataflywheel.simulate.launch import REPRODUCIBILITY_SETTINGS, new_simulation, open_engine
+from dataflywheel.simulate.launch import new_simulation, open_engine
 from dataflywheel.simulate.scenarios import get_scenario
 
 USERS, DAYS, SEED = 150, 12, 7
@@ -44,11 +41,6 @@ def test_document_shape() -> None:
     assert document["days"][0]["model_version"] is None
 
 
-@pytest.mark.xfail(
-    not set(REPRODUCIBILITY_SETTINGS) <= set(Settings.model_fields),
-    reason="the engine cannot be seeded yet (settings seed, train_max_trials)",
-    strict=False,
-)
 def test_same_seed_same_document() -> None:
     assert run("flywheel", seed=11, days=5, users=60) == run.__wrapped__(
         "flywheel", seed=11, days=5, users=60

@@ -6,7 +6,6 @@ by default, or the ``--db`` / ``--http`` engine the caller names if it holds no 
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from dataflywheel.config import Settings
 from dataflywheel.errors import ConfigError, ValidationError
 from dataflywheel.simulate.engine import EmbeddedEngine, Engine
 from dataflywheel.simulate.http import HttpEngine
@@ -23,8 +21,6 @@ from dataflywheel.simulate.population import Population, generate_population
 from dataflywheel.simulate.ratings import population_from_ratings
 from dataflywheel.simulate.runner import Simulation
 from dataflywheel.simulate.scenarios import Scenario
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINE_SETTINGS",
@@ -40,19 +36,13 @@ ENGINE_SETTINGS: dict[str, Any] = {
 }
 """Overrides for an embedded store: a small daily training budget (a simulated day should cost
 well under a second) and SQLite's NORMAL sync (safe against a crash of this process)."""
-REPRODUCIBILITY_SETTINGS = ("seed", "train_max_trials")
-"""Engine settings that make its random draws follow the run's seed (serving exploration, model
-search) and training independent of the wall clock (a trial count instead of a time budget)."""
 TRAIN_TRIALS = 3
 
 
 def seeded_settings(seed: int) -> dict[str, Any]:
-    """The reproducibility settings this engine has (a warning names those it lacks)."""
-    wanted = {"seed": seed, "train_max_trials": TRAIN_TRIALS}
-    missing = [name for name in REPRODUCIBILITY_SETTINGS if name not in Settings.model_fields]
-    if missing:
-        log.warning("engine lacks settings %s: runs will not be reproducible", missing)
-    return {name: value for name, value in wanted.items() if name not in missing}
+    """Settings that make the engine's random draws follow the run's seed (serving exploration,
+    model search) and training independent of the wall clock (a trial count, not a budget)."""
+    return {"seed": seed, "train_max_trials": TRAIN_TRIALS}
 
 
 def check_arguments(days: int, users: int) -> None:
