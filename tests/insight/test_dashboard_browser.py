@@ -5,26 +5,18 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import dataflywheel as dfw
+from helpers import start_server
 from insight.scenarios import build
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -33,27 +25,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'dash.db'}"
     with dfw.open(url) as wheel:
         build(wheel.store, "flywheel", days=22, users=120)
-    port = _free_port()
-    flywheel = Path(sys.executable).with_name("flywheel")
-    process = subprocess.Popen(
-        [str(flywheel), "serve", "--db", url, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process, port = start_server(url)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or process.poll() is not None:
-                raise RuntimeError("flywheel serve did not start")
-            time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/"
     finally:
         process.terminate()

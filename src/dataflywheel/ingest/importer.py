@@ -152,10 +152,9 @@ def _timestamps(array: pa.Array) -> np.ndarray:
 
 def _floats(array: pa.Array, default: float) -> np.ndarray:
     """Numbers of a column (``default`` where missing, NaN where not a number)."""
-    try:
+    with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return pc.cast(array, pa.float64()).fill_null(default).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    # Some value is not a number: parse one by one so only those rows are rejected.
     out = np.full(len(array), default)
     for i, raw in enumerate(_as_strings(array).to_pylist()):
         if raw is not None:
