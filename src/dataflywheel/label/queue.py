@@ -160,7 +160,9 @@ class LabelQueue:
                     status="pending",
                     created_at=now,
                 )
-                added += conn.execute(statement.on_conflict_do_nothing()).rowcount or 0
+                # RETURNING, not rowcount: PostgreSQL reports -1 rows for this statement here.
+                inserted = statement.on_conflict_do_nothing().returning(Q.id)
+                added += conn.execute(inserted).first() is not None
         return added
 
     def scan(self, now: float | None = None) -> dict[str, int]:

@@ -62,9 +62,14 @@ def _number(value: Any) -> bool:
 
 
 def _check_satisfiable(parts: list[Any], where: str) -> None:
-    """Reject an ``all`` whose comparisons on one field exclude each other (a conflicting rule)."""
-    low: dict[str, float] = {}
-    high: dict[str, float] = {}
+    """Reject an ``all`` whose comparisons on one field exclude each other (a conflicting rule).
+
+    Bounds are kept as (value, strict): ``ge 3`` and ``le 3`` admit 3, ``gt 3`` and ``le 3``
+    admit nothing; an equality must fall inside the field's bounds, and comparisons only hold
+    for numbers.
+    """
+    low: dict[str, tuple[float, bool]] = {}
+    high: dict[str, tuple[float, bool]] = {}
     equal: dict[str, Any] = {}
     for part in parts:
         field, op, value = part.get("field"), part.get("op"), part.get("value")
@@ -75,15 +80,28 @@ def _check_satisfiable(parts: list[Any], where: str) -> None:
                 raise ValidationError(f"{field} cannot equal two values", field=where)
             equal[field] = value
         elif op in ("gt", "ge"):
-            low[field] = max(low.get(field, -math.inf), float(value))
+            low[field] = max(low.get(field, (-math.inf, False)), (float(value), op == "gt"))
         elif op in ("lt", "le"):
-            high[field] = min(high.get(field, math.inf), float(value))
+            bound = (float(value), op == "lt")
+            high[field] = min(high.get(field, (math.inf, False)), bound, key=_tighter_high)
     for field in set(low) & set(high):
-        if low[field] >= high[field]:
+        (lo, lo_strict), (hi, hi_strict) = low[field], high[field]
+        if lo > hi or (lo == hi and (lo_strict or hi_strict)):
             raise ValidationError(f"the conditions on {field} can never all hold", field=where)
     for field, value in equal.items():
-        if _number(value) and not low.get(field, -math.inf) <= value <= high.get(field, math.inf):
+        if field not in low and field not in high:
+            continue
+        lo, lo_strict = low.get(field, (-math.inf, False))
+        hi, hi_strict = high.get(field, (math.inf, False))
+        inside = _number(value) and (lo < value or (lo == value and not lo_strict))
+        inside = inside and (value < hi or (value == hi and not hi_strict))
+        if not inside:
             raise ValidationError(f"the conditions on {field} can never all hold", field=where)
+
+
+def _tighter_high(bound: tuple[float, bool]) -> tuple[float, bool]:
+    """Sort key of upper bounds: the smaller value, and at equal values the strict one, first."""
+    return bound[0], not bound[1]
 
 
 def matches(rule: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
@@ -111,13 +129,14 @@ def matches(rule: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
             "ge": actual >= expected,
         }[op]
     if op == "contains":
-        return isinstance(actual, list | str) and expected in actual
-    return {
-        "eq": actual == expected,
-        "ne": actual != expected,
-        "in": actual in expected,
-        "not_in": actual not in expected,
-    }[op]
+        if isinstance(actual, str):
+            return isinstance(expected, str) and expected in actual
+        return isinstance(actual, list) and expected in actual
+    # One branch per operator: evaluating all of them (a dict of results) would apply ``in`` to
+    # the value of an ``eq`` rule, a TypeError for numbers.
+    if op in ("eq", "ne"):
+        return (actual == expected) is (op == "eq")
+    return (actual in expected) is (op == "in")
 
 
 def _lookup(record: Mapping[str, Any], field: str) -> tuple[bool, Any]:
