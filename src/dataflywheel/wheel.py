@@ -122,6 +122,29 @@ class Flywheel:
             now=now,
         )
 
+    def recommend_many(
+        self,
+        user_ids: Sequence[str],
+        k: int = 10,
+        *,
+        context: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+        exclude_consumed: bool = True,
+        now: float | Sequence[float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One :meth:`recommend` answer per user, in order, served in one pass (``now``: one time
+        for all, or one per user)."""
+        return self.serving.recommend_many(
+            user_ids,
+            k,
+            context=context,
+            item_filter=filter,
+            exclude=exclude,
+            exclude_consumed=exclude_consumed,
+            now=now,
+        )
+
     def similar(self, item_id: str, k: int = 10) -> dict[str, Any]:
         return self.serving.similar(item_id, k)
 

@@ -18,7 +18,12 @@ from rollout.sim import World
 
 def _open(url: str) -> dfw.Flywheel:
     wheel = dfw.open(
-        url, retrain_min_new_events=50, train_budget_seconds=3, train_model="ease", seed=0
+        url,
+        retrain_min_new_events=50,
+        train_budget_seconds=30,
+        train_max_trials=3,  # a trial count, not the clock, so the test is the same under load
+        train_model="ease",
+        seed=0,
     )
     wheel.loop.rollout.config = RolloutSettings(
         shadow=True,

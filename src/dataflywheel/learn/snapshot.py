@@ -96,7 +96,8 @@ def read_events(
     params = {"after": after, "upto": upto if upto is not None else 2**62}
     with store.read() as conn:
         if upto is None or upto - after < BULK_READ_ROWS:
-            rows = conn.execute(query, params).all()
+            # Plain tuples: numpy probes each Row for array attributes, which costs 35x more.
+            rows = list(map(tuple, conn.execute(query, params)))
             table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
         else:
             sql = query.params(params).compile(conn, compile_kwargs={"literal_binds": True})

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sqlalchemy import select
 
 from dataflywheel.config import RolloutSettings, Settings
 from dataflywheel.errors import FlywheelError
@@ -30,6 +31,7 @@ from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import Snapshot, take_snapshot
 from dataflywheel.learn.trainer import Holdout
 from dataflywheel.loop.shadow import shadow_report
+from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
 K = 10
@@ -77,13 +79,18 @@ class Rollout:
         return self._next_after_shadow(candidate["version"], champion, detail, now, gates)
 
     def offline(self, candidate: dict[str, Any], champion: dict[str, Any], now: float) -> Gate:
-        holdout = Holdout.of(take_snapshot(self.store, now=now, record=False))
+        snapshot = take_snapshot(self.store, now=now, record=False)
+        holdout = Holdout.of(snapshot)
         theirs = holdout.evaluate(
             champion["name"], champion["params"]["model"], champion["params"]["matrix"]
         )
-        ours = holdout.evaluate(
-            candidate["name"], candidate["params"]["model"], candidate["params"]["matrix"]
-        )
+        if _watermark(self.store, candidate["snapshot_id"]) == snapshot.watermark:
+            # The candidate's search scored it on this very split: no need to fit it again.
+            ours = candidate["metrics"]
+        else:
+            ours = holdout.evaluate(
+                candidate["name"], candidate["params"]["model"], candidate["params"]["matrix"]
+            )
         needed = theirs["ndcg@10"] * (1 + self.settings.promote_min_gain)
         detail = f"holdout NDCG@10 {ours['ndcg@10']:.4f} vs champion {theirs['ndcg@10']:.4f}"
         evidence = {"candidate": ours["ndcg@10"], "champion": theirs["ndcg@10"]}
@@ -226,6 +233,13 @@ def _step(action: str, version: str | None, reason: str, gates: list[Gate]) -> d
         "reason": reason,
         "gates": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in gates],
     }
+
+
+def _watermark(store: Store, snapshot_id: str) -> int | None:
+    s = schema.snapshots.c
+    with store.read() as conn:
+        found = conn.execute(select(s.watermark).where(s.id == snapshot_id)).scalar()
+    return None if found is None else int(found)
 
 
 def _entered(registry: Registry, version: str, status: str) -> float:

@@ -135,14 +135,83 @@ class RecommendationService:
         now: float | None = None,
     ) -> dict[str, Any]:
         """The contract's recommendation object; the answer is logged as an impression."""
+        self._check_user(user_id, "user_id")
+        return self._serve([user_id], k, context, item_filter, exclude, exclude_consumed, [now])[0]
+
+    def recommend_many(
+        self,
+        user_ids: Sequence[str],
+        k: int = 10,
+        *,
+        context: Mapping[str, Any] | None = None,
+        item_filter: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+        exclude_consumed: bool = True,
+        now: float | Sequence[float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One answer per user, in order, each the same as :meth:`recommend` would give (and
+        logged the same way); the champion, live histories and catalogue are read once.
+
+        ``now`` is one time for every request or one per request.
+        """
+        if isinstance(user_ids, str) or not isinstance(user_ids, Sequence):
+            raise ValidationError("must be a list of user ids", field="user_ids")
+        for position, user_id in enumerate(user_ids):
+            self._check_user(user_id, f"user_ids[{position}]")
+        if now is None or isinstance(now, int | float):
+            times: Sequence[float | None] = [now] * len(user_ids)
+        elif len(now) != len(user_ids):
+            raise ValidationError("must be one time, or one per user id", field="now")
+        else:
+            times = now
+        return self._serve(user_ids, k, context, item_filter, exclude, exclude_consumed, times)
+
+    def _check_user(self, user_id: object, name: str) -> None:
         if not isinstance(user_id, str) or not 1 <= len(user_id) <= self.settings.max_id_length:
-            raise ValidationError("user_id must be a non-empty string", field="user_id")
+            raise ValidationError("user_id must be a non-empty string", field=name)
+
+    def _serve(
+        self,
+        user_ids: Sequence[str],
+        k: int,
+        context: Mapping[str, Any] | None,
+        item_filter: Mapping[str, Any] | None,
+        exclude: Sequence[str],
+        exclude_consumed: bool,
+        times: Sequence[float | None],
+    ) -> list[dict[str, Any]]:
         _check_k(k)
         served = self.served()
         served.histories.catch_up()
         self.catalog.refresh()
         allowed = self.catalog.allowed(item_filter, exclude)
-        user = self.store.lookup_ids("users", [user_id]).get(user_id)
+        users = self.store.lookup_ids("users", list(dict.fromkeys(user_ids)))
+        return [
+            self._answer(
+                served,
+                allowed.copy(),
+                user_id,
+                users.get(user_id),
+                k,
+                context,
+                exclude_consumed,
+                time.time() if ts is None else ts,
+            )
+            for user_id, ts in zip(user_ids, times, strict=True)
+        ]
+
+    def _answer(
+        self,
+        served: Served,
+        allowed: np.ndarray,
+        user_id: str,
+        user: int | None,
+        k: int,
+        context: Mapping[str, Any] | None,
+        exclude_consumed: bool,
+        ts: float,
+    ) -> dict[str, Any]:
+        """One user's list from already-read serving state; logs the impression."""
         route = self.router.route(user_id)
         arm, policy, route = self._arm(served, route)
         scores, consumed, personal = self._scores(arm, user, allowed.size)
@@ -168,7 +237,6 @@ class RecommendationService:
             "experiment": None if route is None else {"id": route.experiment_id, "arm": route.arm},
             "items": items,
         }
-        ts = time.time() if now is None else now
         self.impressions.log(
             {
                 "recommendation_id": answer["recommendation_id"],

@@ -25,7 +25,9 @@ class Engine(Protocol):
 
     def track_many(self, events: Sequence[dict[str, Any]]) -> int: ...
 
-    def recommend(self, user_id: str, k: int, now: float) -> dict[str, Any]: ...
+    def recommend_many(
+        self, user_ids: Sequence[str], k: int, now: Sequence[float]
+    ) -> list[dict[str, Any]]: ...
 
     def train(self, now: float) -> dict[str, Any]: ...
 
@@ -64,8 +66,10 @@ class EmbeddedEngine:
         check_rejections(result.rejected)
         return result.accepted
 
-    def recommend(self, user_id: str, k: int, now: float) -> dict[str, Any]:
-        return self.wheel.recommend(user_id, k=k, now=now)
+    def recommend_many(
+        self, user_ids: Sequence[str], k: int, now: Sequence[float]
+    ) -> list[dict[str, Any]]:
+        return self.wheel.recommend_many(user_ids, k=k, now=now)
 
     def train(self, now: float) -> dict[str, Any]:
         return self.wheel.train(now=now)

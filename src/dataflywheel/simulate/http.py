@@ -54,11 +54,14 @@ class HttpEngine:
             accepted += int(answer["accepted"])
         return accepted
 
-    def recommend(self, user_id: str, k: int, now: float) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call(
-            "POST", "/v1/recommendations", json={"user_id": user_id, "k": k}
-        )
-        return answer
+    def recommend_many(
+        self, user_ids: Sequence[str], k: int, now: Sequence[float]
+    ) -> list[dict[str, Any]]:
+        """One request per user, as a product's clients would send them."""
+        return [
+            self._call("POST", "/v1/recommendations", json={"user_id": user_id, "k": k})
+            for user_id in user_ids
+        ]
 
     def train(self, now: float) -> dict[str, Any]:
         answer: dict[str, Any] = self._call("POST", "/v1/models/train", json={})

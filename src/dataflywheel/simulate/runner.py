@@ -63,13 +63,14 @@ class Timings:
     calls: Counter[str] = field(default_factory=Counter)
 
     @contextmanager
-    def measure(self, phase: str) -> Iterator[None]:
+    def measure(self, phase: str, calls: int = 1) -> Iterator[None]:
+        """Time a block that makes ``calls`` engine calls (a batch of requests counts each)."""
         start = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[phase] += time.perf_counter() - start
-            self.calls[phase] += 1
+            self.calls[phase] += calls
 
 
 @dataclass(eq=False)
@@ -218,11 +219,13 @@ class Simulation:
             if not live:
                 return
             events: list[dict[str, Any]] = []
-            for session in live:
-                now = session.start + step * REQUEST_GAP
-                with self.timings.measure("recommend"):
-                    answer = self.engine.recommend(session.user.user_id, LIST_SIZE, now)
-                with self.timings.measure("simulate"):
+            times = [session.start + step * REQUEST_GAP for session in live]
+            with self.timings.measure("recommend", calls=len(live)):
+                answers = self.engine.recommend_many(
+                    [session.user.user_id for session in live], LIST_SIZE, times
+                )
+            with self.timings.measure("simulate"):
+                for session, answer, now in zip(live, answers, times, strict=True):
                     self._request(session, answer, utility[session.row], now, events, tally)
             with self.timings.measure("ingest"):
                 if events:
