@@ -87,6 +87,7 @@ INVALID = ValidationError
         (_arms(V1, {**V2, "model_version": 2}), INVALID, "arms.1.model_version"),
         (_arms(V1, {**EXPLORE, "policy": {"name": "ucb"}}), INVALID, "name"),
         (_ab(type="multivariate"), INVALID, "type"),
+        (_ab(kind="interleaving"), INVALID, "kind"),
         (_ab(metric="revenue"), INVALID, "metric"),
         (_ab(min_sample_size=1), INVALID, "min_sample_size"),
         (_ab(min_sample_size=True), INVALID, "min_sample_size"),

@@ -23,7 +23,7 @@ JsonObject = Annotated[dict[str, Any], Body()]
 
 @router.post("/v1/experiments", tags=["experiments"], **_ADMIN)
 async def create_experiment(request: Request, spec: JsonObject) -> dict[str, Any]:
-    """Start an experiment: ``{"name", "kind": "ab"|"interleaving", "arms": [{"name",
+    """Start an experiment: ``{"name", "type": "ab"|"interleaving", "arms": [{"name",
     "model_version" or "policy", "weight"}], "metric", "guardrails", "min_sample_size"}``."""
     rollout = wheel_of(request).loop.rollout
     return await run_in_threadpool(rollout.experiments.create, spec)

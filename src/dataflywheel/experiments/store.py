@@ -33,6 +33,7 @@ METRICS = (
     "return_rate",
 )
 SERVABLE = ("candidate", "shadow", "experiment", "champion")
+_SPEC_FIELDS = {"name", "type", "arms", "metric", "guardrails", "min_sample_size"}
 X = experiments.c
 
 
@@ -143,6 +144,12 @@ class Experiments:
         """The stored design of ``spec``, or a ValidationError/NotFoundError naming the field."""
         if not isinstance(spec, Mapping):
             raise ValidationError("an experiment is a JSON object", field="body")
+        unknown = set(spec) - _SPEC_FIELDS
+        if unknown:  # e.g. "kind" for "type": ignoring it would start the wrong experiment
+            raise ValidationError(
+                f"unknown experiment fields {sorted(unknown)}; known: {sorted(_SPEC_FIELDS)}",
+                field=min(unknown),
+            )
         kind = spec.get("type", "ab")
         if kind not in KINDS:
             raise ValidationError(f"type must be one of {KINDS}, got {kind!r}", field="type")
