@@ -1,4 +1,4 @@
-"""Per-round terms of the off-policy estimators, and SLOPE selection among biased variants.
+"""Per-round terms of the off-policy estimators, and SLOPE++ selection among biased variants.
 
 Every estimator here has the form ``mean(base) + sum(num) / sum(den)`` over logged rounds, so
 one bootstrap of row indices yields all of them at once (see ``ope.py``).
@@ -6,7 +6,7 @@ one bootstrap of row indices yields all of them at once (see ``ope.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +19,17 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Terms:
-    """An estimator as per-round terms: value = mean(base) + sum(num) / sum(den)."""
+    """An estimator as per-round terms: value = mean(base) + sum(num) / sum(den).
+
+    ``noise`` (centred, per round) is the first-order effect of refitting the reward model; it
+    leaves the value alone but counts in the standard error and the bootstrap.
+    """
 
     base: FloatArray | None = None
     num: FloatArray | None = None
     den: FloatArray | None = None
     hyperparameter: float | None = None
+    noise: FloatArray | None = None
 
     def value(self) -> float:
         """The estimate on the full sample."""
@@ -38,6 +43,8 @@ class Terms:
         """Delta-method standard error (linearised ratio), used to tune hyperparameters."""
         n = next(a for a in (self.base, self.num) if a is not None).shape[0]
         influence = np.zeros(n) if self.base is None else self.base - self.base.mean()
+        if self.noise is not None:
+            influence = influence + self.noise
         if self.num is not None and self.den is not None:
             den_mean = float(self.den.mean())
             if den_mean > 0:
@@ -46,22 +53,28 @@ class Terms:
         return float(influence.std() / np.sqrt(n)) if n > 1 else 0.0
 
 
-def slope_select(values: Sequence[float], ses: Sequence[float], width: float = 2.0) -> int:
-    """SLOPE (Su, Srinath & Krishnamurthy 2020): index of the last candidate whose interval meets
-    the intersection of every earlier one.
+# SLOPE++ (Tucker & Lee 2021, as in OBP's *Tuning estimators): one-sided 95% normal quantile
+# for the confidence widths, and the constant of its pairwise test.
+Z_ONE_SIDED = 1.6448536269514722
+_SLOPE_C = float(np.sqrt(6) - 1)
 
-    Candidates must be ordered from least to most biased (variance typically decreasing), so the
-    rule keeps trading bias for variance until a candidate's interval ``value ± width·se`` stops
-    agreeing with all the less-biased ones.
+
+def slope_select(values: Sequence[float], widths: Sequence[float]) -> int:
+    """SLOPE++: index of the candidate selected by Lepski's principle.
+
+    Candidates are visited from the widest confidence width (least biased, most variable) to the
+    narrowest; one is accepted while ``|v_i - v_j| <= w_i + C·w_j`` holds against every accepted
+    wider candidate j, and the last accepted wins. A narrower, more biased estimate is trusted
+    only while it agrees with every less biased one.
     """
-    low, high = -np.inf, np.inf
-    chosen = 0
-    for i, (v, se) in enumerate(zip(values, ses, strict=True)):
-        low, high = max(low, v - width * se), min(high, v + width * se)
-        if low > high:
+    order = sorted(range(len(values)), key=lambda i: -widths[i])
+    accepted = [order[0]]
+    for i in order[1:]:
+        if all(abs(values[i] - values[j]) <= widths[i] + _SLOPE_C * widths[j] for j in accepted):
+            accepted.append(i)
+        else:
             break
-        chosen = i
-    return chosen
+    return accepted[-1]
 
 
 def terms_for(
@@ -71,12 +84,15 @@ def terms_for(
     pi_factual: FloatArray,
     q_factual: FloatArray | None,
     q_policy: FloatArray | None,
+    refit_noise: Callable[[FloatArray], FloatArray] | None = None,
 ) -> Terms:
     """Per-round terms of estimator ``name``; ``weight`` = pi_e(a_i | x_i, p_i) / pscore_i.
 
     ``q_policy`` is the reward model averaged over the evaluation policy at the logged position,
-    ``q_factual`` its prediction at the logged action. Switch-DR and DRos tune their
-    hyperparameter by SLOPE, starting from plain DR (no bias) toward DM (most shrinkage).
+    ``q_factual`` its prediction at the logged action; ``refit_noise(w_hat)`` gives the reward
+    model's refit effect on an estimator whose correction weights the residuals by ``w_hat``.
+    Switch-DR and DRos tune their hyperparameter by SLOPE++ over a grid from plain DR (no bias)
+    to DM (most shrinkage).
     """
     if name == "ipw":
         return Terms(base=weight * reward)
@@ -87,29 +103,32 @@ def terms_for(
     if q_factual is None or q_policy is None:
         raise ValueError(f"{name} needs a reward model")
     residual = reward - q_factual
+
+    def noise(w_hat: FloatArray) -> FloatArray | None:
+        return None if refit_noise is None else refit_noise(w_hat)
+
     if name == "dm":
-        return Terms(base=q_policy)
+        return Terms(base=q_policy, noise=noise(np.zeros_like(weight)))
     if name == "dr":
-        return Terms(base=q_policy + weight * residual)
+        return Terms(base=q_policy + weight * residual, noise=noise(weight))
     if name == "sndr":
-        return Terms(base=q_policy, num=weight * residual, den=weight)
+        mean_weight = float(weight.mean()) or 1.0
+        return Terms(
+            base=q_policy, num=weight * residual, den=weight, noise=noise(weight / mean_weight)
+        )
     if name == "switch-dr":
-        taus = _switch_grid(weight)
-        candidates = [
-            Terms(
-                base=q_policy + np.where(weight <= tau, weight, 0.0) * residual, hyperparameter=tau
-            )
-            for tau in taus
-        ]
+        shrunk = [(tau, np.where(weight <= tau, weight, 0.0)) for tau in _switch_grid(weight)]
     elif name == "dros":
-        lambdas = _shrinkage_grid(weight)
-        candidates = [
-            Terms(base=q_policy + _shrink(weight, lam) * residual, hyperparameter=lam)
-            for lam in lambdas
-        ]
+        shrunk = [(lam, _shrink(weight, lam)) for lam in _shrinkage_grid(weight)]
     else:
         raise ValueError(f"unknown estimator {name}")
-    best = slope_select([c.value() for c in candidates], [c.standard_error() for c in candidates])
+    candidates = [
+        Terms(base=q_policy + w_hat * residual, hyperparameter=h, noise=noise(w_hat))
+        for h, w_hat in shrunk
+    ]
+    best = slope_select(
+        [c.value() for c in candidates], [Z_ONE_SIDED * c.standard_error() for c in candidates]
+    )
     return candidates[best]
 
 

@@ -3,37 +3,29 @@
 Arrays are named as in the Open Bandit Pipeline so its users feel at home: ``reward``,
 ``action``, ``pscore`` (the logging policy's propensity of the logged action at its position),
 ``action_dist`` (rounds x actions x positions: the evaluation policy's probabilities) and
-``position``. Every estimate comes with a 95% percentile-bootstrap interval, and ``"auto"``
-recommends one estimator for the data at hand without any ground truth (see docs/off-policy.md).
+``position``, plus ``context`` (rounds x features) and ``action_context`` (actions x features)
+for the reward model of the model-based estimators. Every estimate comes with a 95%
+percentile-bootstrap interval, and ``"auto"`` recommends one estimator for the data at hand
+without any ground truth (see docs/off-policy.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from dataflywheel.errors import ValidationError
-from dataflywheel.evaluation.estimators import Terms, terms_for
+from dataflywheel.evaluation.estimators import Z_ONE_SIDED, Terms, slope_select, terms_for
 from dataflywheel.evaluation.reward_model import fit_predict_rewards
 
 __all__ = ["ESTIMATORS", "Estimate", "off_policy"]
 
 ESTIMATORS = ("ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dros", "replay")
 _MODEL_BASED = frozenset({"dm", "dr", "sndr", "switch-dr", "dros"})
-# A-priori bias order used by "auto": unbiased, O(1/n)-biased, tuned shrinkage, model only.
-_BIAS_RANK = {
-    "ipw": 0,
-    "dr": 0,
-    "snipw": 1,
-    "sndr": 1,
-    "replay": 1,
-    "switch-dr": 2,
-    "dros": 2,
-    "dm": 3,
-}
 _SUM_TOLERANCE = 1e-6
 
 
@@ -41,7 +33,7 @@ _SUM_TOLERANCE = 1e-6
 class Estimate:
     """One estimator's value with its 95% bootstrap interval and bootstrap standard error.
 
-    ``hyperparameter`` is Switch-DR's τ or DRos's λ as chosen by SLOPE; ``reason`` is set on the
+    ``hyperparameter`` is Switch-DR's τ or DRos's λ as chosen by SLOPE++; ``reason`` is set on the
     ``"auto"`` entry only, where ``name`` is the recommended estimator.
     """
 
@@ -64,14 +56,17 @@ def off_policy(
     estimators: str | Sequence[str] = "all",
     random_state: int | np.random.Generator | None = None,
     n_bootstrap: int = 200,
+    action_context: ArrayLike | None = None,
 ) -> dict[str, Estimate]:
     """Estimate the evaluation policy's mean reward per round with several estimators.
 
-    Returns ``{name: Estimate}`` for each requested estimator (``"replay"`` is included in
-    ``"all"`` only when the logging propensities are constant, i.e. the logs are uniform random)
-    plus ``"auto"``: the recommended estimator, with a one-sentence ``reason``.
+    ``action_context`` holds one feature row per action (e.g. item category, price); the reward
+    model of DM and the DR family uses it so that rarely logged actions borrow strength from
+    similar ones. Returns ``{name: Estimate}`` for each requested estimator (``"replay"`` is
+    included in ``"all"`` only when the logging propensities are constant, i.e. the logs are
+    uniform random) plus ``"auto"``: the recommended estimator, with a one-sentence ``reason``.
     """
-    data = _validate(reward, action, pscore, action_dist, position, context)
+    data = _validate(reward, action, pscore, action_dist, position, context, action_context)
     names = _resolve_names(estimators, data.uniform_logging)
     if n_bootstrap < 1:
         raise ValidationError("n_bootstrap must be at least 1", field="n_bootstrap")
@@ -82,17 +77,25 @@ def off_policy(
     pi_at_position = data.action_dist[rows, :, data.position]  # (n, n_actions)
     pi_factual = pi_at_position[rows, data.action]
     weight = pi_factual / data.pscore
-    q_factual = q_policy = None
+    q_factual = q_policy = refit_noise = None
     if _MODEL_BASED.intersection(names):
         n_actions, n_positions = data.action_dist.shape[1:]
         model = fit_predict_rewards(
-            data.reward, data.action, data.position, data.context, n_actions, n_positions, rng
+            data.reward,
+            data.action,
+            data.position,
+            data.context,
+            n_actions,
+            n_positions,
+            rng,
+            action_context=data.action_context,
         )
         q_factual = model.factual
         q_policy = (pi_at_position * model.all_actions).sum(axis=1)
+        refit_noise = partial(model.refit_noise, pi_at_position)
 
     terms = {
-        name: terms_for(name, data.reward, weight, pi_factual, q_factual, q_policy)
+        name: terms_for(name, data.reward, weight, pi_factual, q_factual, q_policy, refit_noise)
         for name in names
     }
     results = _bootstrap(terms, rng, n_bootstrap)
@@ -108,6 +111,7 @@ class _Logs:
     action_dist: NDArray[np.float64]
     position: NDArray[np.int64]
     context: NDArray[np.float64] | None
+    action_context: NDArray[np.float64] | None
     uniform_logging: bool
 
 
@@ -140,6 +144,23 @@ def _indices(value: ArrayLike | None, field: str, n: int, upper: int) -> NDArray
     return array.astype(np.int64)
 
 
+def _matrix(value: ArrayLike, field: str, rows: int, what: str) -> NDArray[np.float64]:
+    """A finite 2-D float feature matrix with ``rows`` rows (1-D means one feature)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{field} must be numeric", field=field) from exc
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] != rows:
+        raise ValidationError(
+            f"{field} must have shape ({what}={rows}, features), got {array.shape}", field=field
+        )
+    if not np.isfinite(array).all():
+        raise ValidationError(f"{field} contains NaN or infinite values", field=field)
+    return array
+
+
 def _validate(
     reward: ArrayLike,
     action: ArrayLike,
@@ -147,6 +168,7 @@ def _validate(
     action_dist: ArrayLike,
     position: ArrayLike | None,
     context: ArrayLike | None,
+    action_context: ArrayLike | None,
 ) -> _Logs:
     """Check shapes and values; every failure names the offending argument."""
     rewards = _vector(reward, "reward")
@@ -181,20 +203,14 @@ def _validate(
         if position is None
         else _indices(position, "position", n, n_positions)
     )
-    features = None
-    if context is not None:
-        features = np.asarray(context, dtype=np.float64)
-        if features.ndim == 1:
-            features = features[:, None]
-        if features.ndim != 2 or features.shape[0] != n:
-            raise ValidationError(
-                f"context must have shape (rounds={n}, features), got {features.shape}",
-                field="context",
-            )
-        if not np.isfinite(features).all():
-            raise ValidationError("context contains NaN or infinite values", field="context")
+    features = None if context is None else _matrix(context, "context", n, "rounds")
+    items = (
+        None
+        if action_context is None
+        else _matrix(action_context, "action_context", n_actions, "actions")
+    )
     uniform = bool(np.ptp(scores) <= _SUM_TOLERANCE * scores.max())
-    return _Logs(rewards, actions, scores, dist, positions, features, uniform)
+    return _Logs(rewards, actions, scores, dist, positions, features, items, uniform)
 
 
 def _resolve_names(estimators: str | Sequence[str], uniform_logging: bool) -> list[str]:
@@ -221,19 +237,20 @@ def _bootstrap(
 ) -> dict[str, Estimate]:
     """Point estimates and percentile intervals from one shared resampling of the rounds.
 
-    The reward model is held fixed across resamples (as in OBP); tuned hyperparameters too.
+    The reward model is not refitted per resample: its first-order refit effect (``Terms.noise``)
+    stands in for that. Tuned hyperparameters are held fixed.
     """
     columns: list[NDArray[np.float64]] = []
     for t in terms.values():
-        columns.extend(a for a in (t.base, t.num, t.den) if a is not None)
+        columns.extend(a for a in (t.base, t.num, t.den, t.noise) if a is not None)
     table = np.column_stack(columns)
     n = table.shape[0]
     chunk = max(1, 4_000_000 // n)
     sums = []
     for start in range(0, n_bootstrap, chunk):
         size = min(chunk, n_bootstrap - start)
-        draws = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+        rows = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+        counts = np.bincount(rows.ravel(), minlength=size * n).reshape(size, n)
         sums.append(counts @ table)
     boot_sums = np.vstack(sums)  # (n_bootstrap, columns)
 
@@ -248,6 +265,9 @@ def _bootstrap(
             num, den = boot_sums[:, col], boot_sums[:, col + 1]
             boot += np.divide(num, den, out=np.zeros_like(num), where=den > 0)
             col += 2
+        if t.noise is not None:
+            boot += boot_sums[:, col] / n
+            col += 1
         low, high = np.quantile(boot, [0.025, 0.975])
         results[name] = Estimate(
             name=name,
@@ -261,28 +281,17 @@ def _bootstrap(
 
 
 def _choose(results: dict[str, Estimate], weight: NDArray[np.float64]) -> Estimate:
-    """SLOPE over estimators: walk from least to most biased, keep the running intersection of
-    their intervals, and recommend the lowest-variance estimator reached before it empties."""
-    ordered = sorted(results.values(), key=lambda e: (_BIAS_RANK[e.name], -e.std))
-    low, high = -np.inf, np.inf
-    accepted: list[Estimate] = []
-    rejected = None
-    for est in ordered:
-        low, high = max(low, est.low), min(high, est.high)
-        if low > high:
-            rejected = est
-            break
-        accepted.append(est)
-    best = min(accepted, key=lambda e: e.std)
+    """SLOPE++ over the estimators themselves, with bootstrap standard errors as their widths:
+    the narrowest estimate that agrees with every wider (less biased) one."""
+    ordered = sorted(results.values(), key=lambda e: -e.std)
+    best = ordered[slope_select([e.value for e in ordered], [Z_ONE_SIDED * e.std for e in ordered])]
+    wider = [e.name for e in ordered if e.std > best.std]
     total = float(weight.sum())
     ess = total**2 / float((weight**2).sum()) if total > 0 else 0.0
     reason = (
-        f"{best.name} has the smallest bootstrap standard error ({best.std:.3g}) among the "
-        f"estimators whose 95% intervals overlap those of every less-biased one "
-        f"({', '.join(e.name for e in accepted)})"
+        f"{best.name} has the smallest bootstrap standard error ({best.std:.3g}) of the "
+        f"estimates that agree with every more variable one ({', '.join(wider) or 'none'})"
     )
-    if rejected is not None:
-        reason += f"; {rejected.name} and more-biased estimators disagree with them"
     reason += f"; importance weights give an effective sample size of {ess:.0f} of {weight.size}."
     return Estimate(
         name=best.name,
