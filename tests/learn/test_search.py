@@ -82,3 +82,26 @@ def test_bad_arguments_rejected() -> None:
     assert info.value.field == "models"
     with pytest.raises(ValidationError):
         run(0.0, ["ease"])
+
+
+def test_the_incumbent_is_scored_outside_the_trial_count_and_can_win() -> None:
+    """Only popularity is searched; the incumbent EASE configuration beats it and is chosen."""
+    u, i, w, t = events()
+    incumbent = ("ease", {"l2": 50.0, "fit_binary": False, "keep": None}, {})
+    result = search(
+        u,
+        i,
+        w,
+        t,
+        n_users=N_USERS,
+        n_items=N_ITEMS,
+        budget_seconds=30.0,
+        models=["popularity"],
+        max_trials=1,
+        incumbent=incumbent,
+    )
+    assert [row["trial"] for row in result.leaderboard] == ["incumbent", 0]
+    assert result.incumbent is not None and result.incumbent["name"] == "ease"
+    assert result.name == "ease" and result.params == incumbent[1]
+    assert result.metrics["ndcg@10"] == result.incumbent["ndcg@10"]
+    assert result.metrics["ndcg@10"] > result.leaderboard[1]["ndcg@10"]

@@ -51,6 +51,8 @@ class SearchResult:
     matrix_params: dict[str, Any]
     metrics: dict[str, float]
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    incumbent: dict[str, Any] | None = None
+    """The incumbent configuration's row of the leaderboard, when one was given."""
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, name: str) -> dict[str, Any]:
@@ -136,12 +138,15 @@ def search(
     k: int = 10,
     seed: int = 0,
     max_trials: int | None = None,
+    incumbent: tuple[str, dict[str, Any], dict[str, Any]] | None = None,
 ) -> SearchResult:
     """Pick the model, hyperparameters and recency weighting with the best validation NDCG@k.
 
     ``valid_mask`` marks validation events (default: each user's last 20% by time). No new
     trial starts once the slowest trial so far would overrun ``budget_seconds``, or after
     ``max_trials`` trials (which makes the result independent of the machine's speed).
+    ``incumbent`` (name, model parameters, matrix parameters), usually the serving model's
+    configuration, is scored first, outside the trial count, and can win.
     """
     if budget_seconds <= 0:
         raise ValidationError("budget_seconds must be positive", field="budget_seconds")
@@ -186,15 +191,11 @@ def search(
         study.enqueue_trial(RECENCY_WARM_START)
     fitted: dict[str, tuple[Recommender, float]] = {}
     leaderboard: list[dict[str, Any]] = []
-    slowest = 0.0
-    while time.monotonic() - started + slowest < budget_seconds and (
-        max_trials is None or len(leaderboard) < max_trials
-    ):
-        trial = study.ask()
-        trial_start = time.monotonic()
-        name = trial.suggest_categorical("model", names)
-        params = suggest_params(trial, name)
-        matrix_params = _suggest_matrix(trial)
+
+    def evaluate(
+        name: str, params: dict[str, Any], matrix_params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Fit on the training part (once per distinct configuration) and score it."""
         train = events.matrix(~valid, matrix_params)
         key = json.dumps(
             [name, params, matrix_params if _depends_on_weights(name, params) else None],
@@ -206,17 +207,34 @@ def search(
         model, fit_seconds = fitted[key]
         ids, _ = model.recommend(train[users], k, exclude=train_binary[users])
         metrics = ranking_metrics(ids, heldout[users], train_binary, k)
-        study.tell(trial, metrics[f"ndcg@{k}"])
-        leaderboard.append(
-            {
-                "trial": trial.number,
-                "name": name,
-                "params": params,
-                "matrix_params": matrix_params,
-                **metrics,
-                "fit_seconds": fit_seconds,
-            }
-        )
+        return {
+            "name": name,
+            "params": params,
+            "matrix_params": matrix_params,
+            **metrics,
+            "fit_seconds": fit_seconds,
+        }
+
+    slowest = 0.0
+    incumbent_metrics = None
+    if incumbent is not None:
+        # The serving configuration refit on today's data is always a contender, so the
+        # winner is never worse than it on this split (and the gate need not refit it).
+        trial_start = time.monotonic()
+        incumbent_metrics = evaluate(*incumbent)
+        leaderboard.append({"trial": "incumbent", **incumbent_metrics})
+        slowest = time.monotonic() - trial_start
+    trials = 0
+    while time.monotonic() - started + slowest < budget_seconds and (
+        max_trials is None or trials < max_trials
+    ):
+        trial = study.ask()
+        trial_start = time.monotonic()
+        name = trial.suggest_categorical("model", names)
+        row = evaluate(name, suggest_params(trial, name), _suggest_matrix(trial))
+        study.tell(trial, row[f"ndcg@{k}"])
+        leaderboard.append({"trial": trial.number, **row})
+        trials += 1
         slowest = max(slowest, time.monotonic() - trial_start)
     if not leaderboard:
         raise TrainingError("the time budget was too small to evaluate any model")
@@ -232,4 +250,5 @@ def search(
             for key in (f"recall@{k}", f"ndcg@{k}", f"map@{k}", "coverage", "novelty")
         },
         leaderboard=leaderboard,
+        incumbent=incumbent_metrics,
     )

@@ -103,6 +103,11 @@ class Trainer:
         holdout = Holdout.of(snapshot)
         ev = snapshot.events
         settings = self.store.settings
+        champion = self.registry.champion()
+        incumbent = None
+        if model == "auto" and champion is not None:
+            params = champion["params"]
+            incumbent = (champion["name"], params["model"], params.get("matrix", {}))
         started = time.monotonic()
         result = search(
             ev.user_idx,
@@ -117,6 +122,7 @@ class Trainer:
             k=K,
             seed=settings.seed or 0,
             max_trials=settings.train_max_trials,
+            incumbent=incumbent,
         )
         fit_seconds = time.monotonic() - started
         artifact = self.artifacts / f"{snapshot.id}-{result.name}"
@@ -127,13 +133,23 @@ class Trainer:
             metrics={
                 **result.metrics,
                 "holdout_users": int(np.unique(ev.user_idx[holdout.valid]).size),
+                **(
+                    {}
+                    if result.incumbent is None or champion is None
+                    else {
+                        "incumbent": {
+                            "version": champion["version"],
+                            f"ndcg@{K}": result.incumbent[f"ndcg@{K}"],
+                        }
+                    }
+                ),
             },
             snapshot_id=snapshot.id,
             artifact=str(artifact),
             fit_seconds=fit_seconds,
             created_at=now,
         )
-        if self.registry.champion() is None:
+        if champion is None:
             version = self.registry.promote(version["version"], "first model", now)
         return version
 

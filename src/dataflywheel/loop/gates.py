@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dataflywheel.config import RolloutSettings, Settings
 from dataflywheel.errors import FlywheelError
@@ -79,18 +79,28 @@ class Rollout:
         return self._next_after_shadow(candidate["version"], champion, detail, now, gates)
 
     def offline(self, candidate: dict[str, Any], champion: dict[str, Any], now: float) -> Gate:
-        snapshot = take_snapshot(self.store, now=now, record=False)
-        holdout = Holdout.of(snapshot)
-        theirs = holdout.evaluate(
-            champion["name"], champion["params"]["model"], champion["params"]["matrix"]
-        )
-        if _watermark(self.store, candidate["snapshot_id"]) == snapshot.watermark:
-            # The candidate's search scored it on this very split: no need to fit it again.
-            ours = candidate["metrics"]
+        """Both configurations fit on today's per-user temporal split; what the candidate's own
+        search already scored on this very split (itself, the champion's configuration as the
+        incumbent) is not fitted again."""
+        metrics = candidate["metrics"]
+        fresh = _watermark(self.store, candidate["snapshot_id"]) == _latest_event(self.store)
+        holdout: Holdout | None = None
+
+        def refit(version: dict[str, Any]) -> dict[str, Any]:
+            nonlocal holdout
+            if holdout is None:
+                holdout = Holdout.of(take_snapshot(self.store, now=now, record=False))
+            params = version["params"]
+            return holdout.evaluate(version["name"], params["model"], params["matrix"])
+
+        ours = metrics if fresh else refit(candidate)
+        incumbent = metrics.get("incumbent") or {}
+        if (champion["name"], champion["params"]) == (candidate["name"], candidate["params"]):
+            theirs = ours
+        elif fresh and incumbent.get("version") == champion["version"]:
+            theirs = incumbent
         else:
-            ours = holdout.evaluate(
-                candidate["name"], candidate["params"]["model"], candidate["params"]["matrix"]
-            )
+            theirs = refit(champion)
         needed = theirs["ndcg@10"] * (1 + self.settings.promote_min_gain)
         detail = f"holdout NDCG@10 {ours['ndcg@10']:.4f} vs champion {theirs['ndcg@10']:.4f}"
         evidence = {"candidate": ours["ndcg@10"], "champion": theirs["ndcg@10"]}
@@ -233,6 +243,11 @@ def _step(action: str, version: str | None, reason: str, gates: list[Gate]) -> d
         "reason": reason,
         "gates": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in gates],
     }
+
+
+def _latest_event(store: Store) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
 
 
 def _watermark(store: Store, snapshot_id: str) -> int | None:

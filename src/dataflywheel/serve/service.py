@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import select
 
 from dataflywheel.config import Settings
@@ -35,6 +36,8 @@ from dataflywheel.store.store import Store
 log = logging.getLogger(__name__)
 MAX_K = 200
 CHAMPION_CHECK_SECONDS = 1.0
+SCORE_BATCH = 256
+"""Users scored by the champion in one call (bounds the dense score block)."""
 
 
 @dataclass
@@ -52,6 +55,10 @@ class Served:
         base = self.snapshot_popularity[: min(size, len(self.snapshot_popularity))]
         counts[: len(base)] += base
         return counts
+
+
+Scores = tuple[np.ndarray, np.ndarray, bool]
+"""Scores over the catalogue, the user's consumed items, and whether the scores are personal."""
 
 
 def _check_k(k: int) -> None:
@@ -186,18 +193,30 @@ class RecommendationService:
         self.catalog.refresh()
         allowed = self.catalog.allowed(item_filter, exclude)
         users = self.store.lookup_ids("users", list(dict.fromkeys(user_ids)))
+        routes = [self.router.route(user_id) for user_id in user_ids]
+        # Requests outside experiments are scored by the champion together, in blocks.
+        plain = [n for n, route in enumerate(routes) if route is None]
+        scored: dict[int, Scores] = {}
+        for start in range(0, len(plain), SCORE_BATCH):
+            block = plain[start : start + SCORE_BATCH]
+            found = self._champion_scores(
+                served, [users.get(user_ids[n]) for n in block], allowed.size
+            )
+            scored.update((block[j], found[j]) for j in found)
         return [
             self._answer(
                 served,
                 allowed.copy(),
                 user_id,
                 users.get(user_id),
+                routes[n],
+                scored.get(n),
                 k,
                 context,
                 exclude_consumed,
                 time.time() if ts is None else ts,
             )
-            for user_id, ts in zip(user_ids, times, strict=True)
+            for n, (user_id, ts) in enumerate(zip(user_ids, times, strict=True))
         ]
 
     def _answer(
@@ -206,15 +225,17 @@ class RecommendationService:
         allowed: np.ndarray,
         user_id: str,
         user: int | None,
+        route: Route | None,
+        scored: Scores | None,
         k: int,
         context: Mapping[str, Any] | None,
         exclude_consumed: bool,
         ts: float,
     ) -> dict[str, Any]:
-        """One user's list from already-read serving state; logs the impression."""
-        route = self.router.route(user_id)
+        """One user's list from already-read serving state (``scored``: the champion's scores
+        when computed in a batch); logs the impression."""
         arm, policy, route = self._arm(served, route)
-        scores, consumed, personal = self._scores(arm, user, allowed.size)
+        scores, consumed, personal = scored or self._scores(arm, user, allowed.size)
         if exclude_consumed and consumed.size:
             allowed[consumed[consumed < allowed.size]] = False
         candidates = np.flatnonzero(allowed & np.isfinite(scores))
@@ -316,9 +337,34 @@ class RecommendationService:
         )
         return result, teams, personal
 
-    def _scores(
-        self, served: Served, user: int | None, size: int
-    ) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _champion_scores(
+        self, served: Served, users: list[int | None], size: int
+    ) -> dict[int, Scores]:
+        """Personal scores of the given users (by position) that have a history, in one model
+        call; the others are left to :meth:`_scores`."""
+        if served.model is None:
+            return {}
+        n_items = served.model.n_items
+        rows, found = [], {}
+        for position, user in enumerate(users):
+            if user is None or not served.histories.known(user):
+                continue
+            row, consumed = served.histories.row(user, n_items, served.matrix_params)
+            if row.nnz:
+                rows.append(row)
+                found[position] = consumed
+        if not rows:
+            return {}
+        model_scores = served.model.score(sp.vstack(rows, format="csr"), np.arange(n_items))
+        width = min(size, n_items)
+        out = {}
+        for j, (position, consumed) in enumerate(found.items()):
+            scores = np.full(size, -np.inf)
+            scores[:width] = model_scores[j, :width]
+            out[position] = (scores, consumed, True)
+        return out
+
+    def _scores(self, served: Served, user: int | None, size: int) -> Scores:
         """Scores over the catalogue, the user's consumed items, and whether they are personal."""
         consumed = np.zeros(0, dtype=np.int64)
         if user is not None and served.histories.known(user):

@@ -31,11 +31,12 @@ __all__ = [
 ]
 
 ENGINE_SETTINGS: dict[str, Any] = {
-    "train_budget_seconds": 0.25,
+    "train_budget_seconds": 30.0,
     "sqlite_synchronous": "NORMAL",
 }
-"""Overrides for an embedded store: a small daily training budget (a simulated day should cost
-well under a second) and SQLite's NORMAL sync (safe against a crash of this process)."""
+"""Overrides for an embedded store: a daily search bounded by its trial count (the budget is
+only a safety net, so a loaded machine gives the same models) and SQLite's NORMAL sync (safe
+against a crash of this process)."""
 TRAIN_TRIALS = 3
 
 
