@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
+from scipy.sparse.linalg import splu
 from sklearn.linear_model import LogisticRegression, Ridge
 
 __all__ = ["RewardPredictions", "fit_predict_rewards"]
@@ -25,6 +26,9 @@ _PSEUDO_COUNT = 1.0
 # Inverse L2 strengths tried for the linear model, most regularised first; chosen by out-of-fold
 # loss. Sparse rewards (a few dozen clicks) call for strong shrinkage, rich logs for little.
 _C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# The intercept is unpenalised; this negligible term keeps the Hessian factorisable even when
+# every prediction saturates at 0 or 1.
+_INTERCEPT_JITTER = 1e-9
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class _Refit:
     """What the first-order effect of refitting the model needs (see ``refit_noise``)."""
 
     design: sp.csr_matrix  # (n, p) features of each logged round, intercept included
-    hessian: FloatArray  # (p, p) penalised Hessian of the fitting loss
+    solve: Callable[[FloatArray], FloatArray]  # x -> A⁻¹ x, A the penalised Hessian
     gradient: Callable[[FloatArray], FloatArray]  # c (n, n_actions) -> sum_i,a c_ia phi(i, a)
     action: IntArray
     residual: FloatArray
@@ -64,7 +68,7 @@ class RewardPredictions:
         mix = policy * _slope(self.all_actions, refit.logistic)
         mix[np.arange(n), refit.action] -= factual_weight * _slope(self.factual, refit.logistic)
         gradient = refit.gradient(mix)
-        direction = np.linalg.lstsq(refit.hessian, gradient, rcond=None)[0]
+        direction = refit.solve(gradient)
         noise = np.asarray(refit.design @ direction).ravel() * refit.residual
         return np.asarray(noise - noise.mean(), dtype=np.float64)
 
@@ -78,11 +82,15 @@ def _make_refit(
     factual: FloatArray,
     logistic: bool,
 ) -> _Refit:
-    """Precompute the penalised Hessian ``Σ_i q'_i φ_i φ_iᵀ + diag(penalty)``."""
+    """Factorise the penalised Hessian ``Σ_i q'_i φ_i φ_iᵀ + diag(penalty)`` once.
+
+    It stays sparse (the action and position one-hots are block-diagonal), so a catalogue of
+    thousands of actions costs a sparse LU, not a dense p x p inverse.
+    """
     weights = _slope(factual, logistic)
-    hessian = np.asarray((design.T @ design.multiply(weights[:, None])).todense())
-    hessian[np.diag_indices_from(hessian)] += penalty
-    return _Refit(design, hessian, gradient, action, residual, logistic)
+    hessian = design.T @ design.multiply(weights[:, None]) + sp.diags(penalty)
+    factor = splu(sp.csc_matrix(hessian))
+    return _Refit(design, factor.solve, gradient, action, residual, logistic)
 
 
 def _slope(q: FloatArray, logistic: bool) -> FloatArray:
@@ -316,7 +324,7 @@ def _linear_refit(
         )
 
     penalty = np.full(design.shape[1], 1.0 / strength)
-    penalty[-1] = 0.0
+    penalty[-1] = _INTERCEPT_JITTER
     return _make_refit(design, penalty, gradient, action, reward - factual, factual, binary)
 
 
