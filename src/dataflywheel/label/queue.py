@@ -175,7 +175,10 @@ class LabelQueue:
                     select(label_state.c.watermark).where(label_state.c.source == "events")
                 ).scalar_one()
             )
-        records, last = self._records(watermark)
+        if active:
+            records, last = self._records(watermark)
+        else:  # nothing to match: skip the reading, move the watermark on
+            records, last = [], self.store.latest_event_id()
         queued: dict[str, int] = {}
         for trigger in active:
             hits = [r for r in records if rules.matches(trigger["when"], r)]

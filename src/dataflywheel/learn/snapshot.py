@@ -7,8 +7,10 @@ version say which data it learned from, which is how data-to-model latency is me
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,17 +93,13 @@ def read_events(
     """Weighted item events with ``after < id <= upto``; returns them and the highest id seen.
 
     ``query`` is a prepared :func:`events_query` (callers on the hot path build it once).
+    On SQLite, whole-history reads up to a known id (snapshots, a champion's history) go
+    through this process's :class:`_History`, which reads only the events it has not seen yet.
     """
-    query = events_query(store.settings) if query is None else query
-    params = {"after": after, "upto": upto if upto is not None else 2**62}
-    with store.read() as conn:
-        if upto is None or upto - after < BULK_READ_ROWS:
-            # Plain tuples: numpy probes each Row for array attributes, which costs 35x more.
-            rows = list(map(tuple, conn.execute(query, params)))
-            table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
-        else:
-            sql = query.params(params).compile(conn, compile_kwargs={"literal_binds": True})
-            table = read_columns(conn, str(sql), 5)
+    if after == 0 and upto is not None and query is None and store.dialect == "sqlite":
+        table = _history(store).upto(upto)
+    else:
+        table = _read_table(store, after, upto, query)
     if len(table) == 0:
         empty = np.zeros(0)
         return EventArrays(empty.astype(np.int64), empty.astype(np.int64), empty, empty), after
@@ -114,6 +112,62 @@ def read_events(
     return arrays, int(table[-1, 0])
 
 
+def _read_table(store: Store, after: int, upto: int | None, query: Any) -> np.ndarray:
+    """Rows (id, user, item, weight, ts) with ``after < id <= upto`` as a float64 table."""
+    query = events_query(store.settings) if query is None else query
+    params = {"after": after, "upto": upto if upto is not None else 2**62}
+    with store.read() as conn:
+        if upto is None or upto - after < BULK_READ_ROWS:
+            # Plain tuples: numpy probes each Row for array attributes, which costs 35x more.
+            rows = list(map(tuple, conn.execute(query, params)))
+            return np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+        sql = query.params(params).compile(conn, compile_kwargs={"literal_binds": True})
+        return read_columns(conn, str(sql), 5)
+
+
+HISTORY_MAX_EVENTS = 5_000_000
+"""Above this many events the process keeps no copy (40 bytes per event) and reads in full."""
+
+
+class _History:
+    """The events this process has read so far, in id order, extended on demand.
+
+    Events are append-only, so a read up to a later id only needs the rows after the last one
+    read, provided ids become visible in order: true on SQLite, whose writers are serialised;
+    PostgreSQL's concurrent writers can commit a lower id later, so it always reads in full.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.table = np.zeros((0, 5))
+        self.read_upto = 0
+        self.lock = threading.Lock()
+
+    def upto(self, upto: int) -> np.ndarray:
+        with self.lock:
+            if upto > self.read_upto:
+                fresh = _read_table(self.store, self.read_upto, upto, None)
+                table = np.concatenate([self.table, fresh]) if len(self.table) else fresh
+                if len(table) > HISTORY_MAX_EVENTS:
+                    self.table, self.read_upto = np.zeros((0, 5)), 0
+                    return table
+                self.table, self.read_upto = table, upto
+            end = int(np.searchsorted(self.table[:, 0], upto, side="right"))
+            return self.table[:end]
+
+
+_HISTORIES: weakref.WeakKeyDictionary[Store, _History] = weakref.WeakKeyDictionary()
+_HISTORIES_LOCK = threading.Lock()
+
+
+def _history(store: Store) -> _History:
+    with _HISTORIES_LOCK:
+        found = _HISTORIES.get(store)
+        if found is None:
+            found = _HISTORIES[store] = _History(store)
+        return found
+
+
 def entity_count(store: Store, table: Any) -> int:
     """One past the highest dense id: the row count of a matrix indexed by ``idx``."""
     with store.read() as conn:
@@ -123,8 +177,7 @@ def entity_count(store: Store, table: Any) -> int:
 
 def take_snapshot(store: Store, *, now: float | None = None, record: bool = True) -> Snapshot:
     """Read every weighted event so far; ``record`` stores the snapshot (models refer to it)."""
-    with store.read() as conn:
-        watermark = int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
+    watermark = store.latest_event_id()
     events, _ = read_events(store, upto=watermark)
     snapshot = Snapshot(
         id=uuid.uuid4().hex[:16],

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from dataflywheel.config import RolloutSettings, Settings
 from dataflywheel.errors import FlywheelError
@@ -83,7 +83,7 @@ class Rollout:
         search already scored on this very split (itself, the champion's configuration as the
         incumbent) is not fitted again."""
         metrics = candidate["metrics"]
-        fresh = _watermark(self.store, candidate["snapshot_id"]) == _latest_event(self.store)
+        fresh = _watermark(self.store, candidate["snapshot_id"]) == self.store.latest_event_id()
         holdout: Holdout | None = None
 
         def refit(version: dict[str, Any]) -> dict[str, Any]:
@@ -243,11 +243,6 @@ def _step(action: str, version: str | None, reason: str, gates: list[Gate]) -> d
         "reason": reason,
         "gates": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in gates],
     }
-
-
-def _latest_event(store: Store) -> int:
-    with store.read() as conn:
-        return int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
 
 
 def _watermark(store: Store, snapshot_id: str) -> int | None:

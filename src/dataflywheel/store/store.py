@@ -64,6 +64,11 @@ class Store:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def latest_event_id(self) -> int:
+        """The highest ``events.id`` stored (0 when there is none): the watermark of "now"."""
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
+
     # Dense ids -----------------------------------------------------------------------------
 
     def resolve_ids(
