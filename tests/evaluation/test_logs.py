@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dataflywheel as dfw
-from dataflywheel.evaluation.logs import evaluate_candidate
+from dataflywheel.evaluation.logs import evaluate_candidate, logged_rounds
 
 GROUPS = 4
 ITEMS = 40
@@ -91,3 +91,14 @@ def test_the_weaker_champion_is_estimated_below_the_candidate(served: dfw.Flywhe
     candidate = evaluate_candidate(served.store, served.registry, "v2")["estimate"]
     assert champion["value"] < candidate["value"]
     assert champion["low"] <= champion["value"] <= champion["high"]
+
+
+def test_item_categories_feed_the_reward_model(served: dfw.Flywheel) -> None:
+    # Runs last: it gives the module's items categories, one per taste group.
+    served.upsert_items([{"id": f"i{i}", "categories": [f"g{_group(i)}"]} for i in range(ITEMS)])
+    logs = logged_rounds(served.store, served.registry, "v2")
+    assert logs.action_context is not None
+    assert logs.action_context.shape == (logs.action_dist.shape[1], GROUPS)
+    assert set(logs.action_context.sum(axis=1)) <= {0.0, 1.0}
+    report = evaluate_candidate(served.store, served.registry, "v2")
+    assert report["estimate"]["value"] > report["logged"]["high"]

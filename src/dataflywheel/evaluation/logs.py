@@ -44,6 +44,7 @@ class LoggedRounds:
     action_dist: NDArray[np.float64]
     impressions: int
     served_by: dict[str, int]
+    action_context: NDArray[np.float64] | None = None  # category one-hots per action
 
 
 def _engaged(store: Store, recommendation_ids: list[str]) -> set[tuple[str, str]]:
@@ -131,7 +132,31 @@ def logged_rounds(
         np.repeat(per_impression, repeats, axis=0),
         len(rows),
         dict(served_by),
+        _category_features(store, space),
     )
+
+
+def _category_features(store: Store, space: dict[int, int]) -> NDArray[np.float64] | None:
+    """One column per item category, 1 where the action's item has it; None without categories.
+
+    The reward model then pools the few rounds of each item with those of its category.
+    """
+    known = [item for item in space if item >= 0]
+    i = schema.items.c
+    found: dict[int, list[str]] = {}
+    for start in range(0, len(known), 900):
+        query = select(i.idx, i.categories).where(i.idx.in_(known[start : start + 900]))
+        with store.read() as conn:
+            found.update((idx, list(cats or [])) for idx, cats in conn.execute(query))
+    names = sorted({str(c) for cats in found.values() for c in cats})
+    if not names:
+        return None
+    column = {name: j for j, name in enumerate(names)}
+    features = np.zeros((len(space), len(names)))
+    for item, cats in found.items():
+        for c in cats:
+            features[space[item], column[str(c)]] = 1.0
+    return features
 
 
 def _candidate_top(
@@ -177,6 +202,7 @@ def evaluate_candidate(
         pscore=logs.pscore,
         action_dist=logs.action_dist,
         position=logs.position,
+        action_context=logs.action_context,
         random_state=random_state,
     )
     auto = estimates["auto"]
