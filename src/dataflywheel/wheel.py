@@ -84,7 +84,11 @@ class Flywheel:
         return self.ingestor.ingest([dict(e) for e in events])
 
     def upsert_items(self, records: Sequence[Mapping[str, Any]]) -> int:
-        return self.store.upsert_entities("items", records, time.time())
+        """Create or update items; this process serves them from its next request on."""
+        count = self.store.upsert_entities("items", records, time.time())
+        if self._serving is not None:
+            self._serving.catalog.invalidate()
+        return count
 
     def upsert_users(self, records: Sequence[Mapping[str, Any]]) -> int:
         return self.store.upsert_entities("users", records, time.time())

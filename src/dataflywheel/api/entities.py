@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -43,7 +42,8 @@ def entity_record(key: str, body: EntityIn, position: str = "") -> dict[str, Any
 
 async def _upsert(request: Request, kind: Kind, records: list[dict[str, Any]]) -> UpsertOut:
     wheel = wheel_of(request)
-    count = await run_in_threadpool(wheel.store.upsert_entities, kind, records, time.time())
+    upsert = wheel.upsert_items if kind == "items" else wheel.upsert_users
+    count = await run_in_threadpool(upsert, records)
     return UpsertOut(upserted=count)
 
 

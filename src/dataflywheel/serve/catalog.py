@@ -36,6 +36,10 @@ class Catalog:
         self._attribute_masks: dict[tuple[str, str], np.ndarray] = {}
         self._version: tuple[Any, ...] = ()
 
+    def invalidate(self) -> None:
+        """Re-read on the next request (after an upsert in this process), not at the next check."""
+        self._loaded_at = -np.inf
+
     def refresh(self, force: bool = False) -> None:
         """Reload the catalogue if items changed; checked at most every few seconds."""
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
