@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from dataflywheel.config import Settings
@@ -24,9 +24,8 @@ FIELDS = frozenset(
 MIN_TIMESTAMP = 631_152_000.0
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated event, ready to be stored."""
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """A validated event, ready to be stored (a C struct: the fast path builds one per event)."""
 
     event_id: str
     user_id: str

@@ -13,13 +13,13 @@ import msgspec
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.validate import Event, EventValidator, new_event_id
+from dataflywheel.ingest.validate import MIN_TIMESTAMP, Event, EventValidator, new_event_id
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NULL = msgspec.Raw(b"null")
 
 
-class WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+class WireEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     user_id: Id
     type: Id
     item_id: Id | None = None
@@ -48,13 +48,40 @@ def decode_batch(
         batch = _decoder.decode(body)
     except msgspec.DecodeError:
         return None
-    if not 1 <= len(batch.events) <= settings.max_batch:
+    wires = batch.events
+    if not 1 <= len(wires) <= settings.max_batch:
         raise ValidationError(f"must hold 1 to {settings.max_batch} events", field="events")
+    known = None if settings.accept_unknown_types else settings.signals
+    horizon = now + settings.max_future_seconds
     valid: list[Event] = []
     rejected: list[dict[str, object]] = []
-    for index, wire in enumerate(batch.events):
+    append = valid.append
+    for index, wire in enumerate(wires):
+        # The common event (epoch or no timestamp, no context, a known type) is checked inline:
+        # this loop runs once per event at 100 000 events/s. msgspec already refused values
+        # out of the float range, so ``value`` is finite.
+        ts = now if wire.timestamp is None else wire.timestamp
+        if (
+            isinstance(ts, float)
+            and MIN_TIMESTAMP <= ts <= horizon
+            and wire.context is _NULL
+            and (known is None or wire.type in known)
+        ):
+            append(
+                Event(
+                    wire.event_id or new_event_id(now),
+                    wire.user_id,
+                    wire.item_id,
+                    wire.type,
+                    wire.value,
+                    ts,
+                    wire.recommendation_id,
+                    None,
+                )
+            )
+            continue
         try:
-            valid.append(_check(wire, validator, now))
+            append(_check(wire, validator, now))
         except ValidationError as exc:
             rejected.append({"index": index, "field": exc.field, "error": exc.message})
     return valid, rejected
