@@ -114,7 +114,8 @@ def main() -> None:
         "`simulate` is the simulator's own work (choices, feedback, ground-truth quality); "
         "`ingest` is `track_many` (one batch per round of requests) and `upsert_items`; "
         "`recommend` is the engine serving and logging each list; `train` is `run_loop_once` "
-        "(snapshot, model search within the small budget, holdout gate, promotion) for "
+        "(snapshot, a three-trial model search beside the serving configuration, holdout gate, "
+        "promotion) for "
         "`flywheel`, a single `train` after day 1 for `static`.",
         "",
         "## Outcome: the same users and catalogue with the loop on and off",

@@ -7,7 +7,15 @@ import pytest
 from dataflywheel.errors import ValidationError
 from dataflywheel.simulate.scenarios import SCENARIOS, get_scenario
 
-EXPECTED = {"flywheel", "static", "weak-signal", "no-learning", "imperceptible", "inelastic"}
+EXPECTED = {
+    "flywheel",
+    "staged",
+    "static",
+    "weak-signal",
+    "no-learning",
+    "imperceptible",
+    "inelastic",
+}
 
 
 def test_every_scenario_is_named_and_documented() -> None:

@@ -65,6 +65,10 @@ class ArmRouter:
         self._checked_at = -float("inf")
         self._lock = threading.Lock()
 
+    def invalidate(self) -> None:
+        """Re-read the running experiment on the next request (after a change in this process)."""
+        self._checked_at = -float("inf")
+
     def running(self) -> dict[str, Any] | None:
         now = time.monotonic()
         if now - self._checked_at >= REFRESH_SECONDS:

@@ -64,6 +64,10 @@ class SidecarLog(ImpressionLog):
         self._worker = threading.Thread(target=self._work, name="shadow", daemon=True)
         self._worker.start()
 
+    def invalidate(self) -> None:
+        """Re-read the shadow versions on next use (after a change in this process)."""
+        self._checked_at = -float("inf")
+
     def shadows(self) -> list[str]:
         """Versions in shadow mode (re-read at most once a second)."""
         now = time.monotonic()
@@ -171,6 +175,8 @@ def _rank_corr(
         return None
     champion = job.champion_scores[np.searchsorted(job.candidates, union)]
     shadow = shadow_scores[np.searchsorted(inside, union)]
+    if np.ptp(champion) == 0 or np.ptp(shadow) == 0:
+        return None  # a constant ranking has no rank correlation
     value = float(stats.spearmanr(champion, shadow).statistic)
     return None if np.isnan(value) else value
 

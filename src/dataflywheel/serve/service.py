@@ -87,8 +87,11 @@ class RecommendationService:
         self.impressions.close()
 
     def invalidate(self) -> None:
-        """Look up the champion on the next request (after a promotion in this process)."""
+        """Look up the champion, shadows and experiment on the next request (after the loop or
+        an API call changed them in this process), not at the next periodic check."""
         self._checked_at = -np.inf
+        self.router.invalidate()
+        self.impressions.invalidate()
 
     # The champion ---------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """Named scenarios: the full loop, and one per flywheel condition broken.
 
 Each scenario is carried out by the simulator's own behaviour (which events it sends, whether it
-asks the engine to retrain); only ``imperceptible`` changes an engine setting: its exploration
-policy becomes a softmax so hot that every candidate is equally likely (serving ignores the model,
-and still logs the exact propensities).
+asks the engine to retrain); two change engine settings: ``imperceptible``'s exploration policy
+becomes a softmax so hot that every candidate is equally likely (serving ignores the model, and
+still logs the exact propensities), and ``staged`` turns on shadow mode and interleaving tests.
 """
 
 from __future__ import annotations
@@ -41,6 +41,22 @@ SCENARIOS: dict[str, Scenario] = {
             "flywheel",
             "The full loop: rich feedback is collected, the engine retrains every day and promotes "
             "a candidate that beats the champion, users feel the difference and come back.",
+        ),
+        Scenario(
+            "staged",
+            "The full loop with staged rollout: a candidate that passes the holdout gate serves "
+            "in shadow beside the champion, then in an interleaving test on live users, and is "
+            "promoted only if both say it is not worse (slower to promote, never blind).",
+            engine_settings={
+                "rollout": {
+                    "shadow": True,
+                    "experiment": "interleaving",
+                    "shadow_min_requests": 200,
+                    "min_sample_size": 100,
+                    "shadow_max_seconds": 86_400.0,
+                    "experiment_max_seconds": 2 * 86_400.0,
+                }
+            },
         ),
         Scenario(
             "static",
