@@ -236,6 +236,26 @@ def _onehot(codes: IntArray, width: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(rows.size), (rows, codes)), (rows.size, width))
 
 
+def _design(
+    scaled: FloatArray,
+    action: IntArray,
+    n_actions: int,
+    item_rows: FloatArray,
+    position: IntArray,
+    n_positions: int,
+) -> sp.csr_matrix:
+    """The linear model's features: context, action one-hot, action features, position."""
+    return sp.hstack(
+        [
+            sp.csr_matrix(scaled),
+            _onehot(action, n_actions),
+            sp.csr_matrix(item_rows),
+            _onehot(position, n_positions),
+        ],
+        format="csr",
+    )
+
+
 def _linear_fit_predict(
     reward: FloatArray,
     action: IntArray,
@@ -260,15 +280,7 @@ def _linear_fit_predict(
         return np.full((n_new, n_actions), float(reward.mean()))
     scaled, scaled_new = _standardise(context, context_new)
     item_rows, item_all = _standardise(items[action], items)
-    design = sp.hstack(
-        [
-            sp.csr_matrix(scaled),
-            _onehot(action, n_actions),
-            sp.csr_matrix(item_rows),
-            _onehot(position, n_positions),
-        ],
-        format="csr",
-    )
+    design = _design(scaled, action, n_actions, item_rows, position, n_positions)
     model: LogisticRegression | Ridge
     # lbfgs leaves the intercept unpenalised, so strong shrinkage pulls toward the base rate.
     model = LogisticRegression(C=strength, max_iter=1000) if binary else Ridge(alpha=1.0 / strength)
@@ -302,10 +314,7 @@ def _linear_refit(
     item_rows, item_all = _standardise(items[action], items)
     design = sp.hstack(
         [
-            sp.csr_matrix(scaled),
-            _onehot(action, n_actions),
-            sp.csr_matrix(item_rows),
-            _onehot(position, n_positions),
+            _design(scaled, action, n_actions, item_rows, position, n_positions),
             sp.csr_matrix(np.ones((n, 1))),
         ],
         format="csr",
