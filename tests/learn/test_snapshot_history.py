@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import dataflywheel as dfw
+from dataflywheel.learn import snapshot
 from dataflywheel.learn.snapshot import EventArrays, read_events, take_snapshot
 
 
@@ -42,3 +44,26 @@ def test_incremental_reads_equal_full_reads(store_url: str) -> None:
             _assert_same(snapshot.events, _fresh_read(store_url, snapshot.watermark))
         # An earlier watermark gives exactly the events up to it.
         _assert_same(read_events(wheel.store, upto=20)[0], _fresh_read(store_url, 20))
+
+
+def test_reads_split_over_processes_equal_one_read(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long SQLite reads go to one process per core; the slices join into the same arrays."""
+    with dfw.open(sqlite_url) as wheel:
+        wheel.track_many(_batch(0, 300))
+        upto = wheel.store.latest_event_id()
+    whole = _fresh_read(sqlite_url, upto)
+    monkeypatch.setattr(snapshot, "PARALLEL_READ_ROWS", 10)
+    monkeypatch.setattr(snapshot.os, "cpu_count", lambda: 3)
+    calls: list[int] = []
+    real = snapshot.read_slices
+    monkeypatch.setattr(
+        snapshot,
+        "read_slices",
+        lambda path, statements, width: (
+            calls.append(len(statements)) or real(path, statements, width)
+        ),
+    )
+    _assert_same(_fresh_read(sqlite_url, upto), whole)
+    assert calls == [3]

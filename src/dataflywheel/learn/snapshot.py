@@ -7,6 +7,8 @@ version say which data it learned from, which is how data-to-model latency is me
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 import uuid
@@ -20,10 +22,14 @@ from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, selec
 from dataflywheel.config import Settings
 from dataflywheel.store import schema
 from dataflywheel.store.bulk import read_columns
+from dataflywheel.store.parallel_read import read_slices
 from dataflywheel.store.store import Store
 
 # Reads spanning more ids than this go through the columnar bulk path.
 BULK_READ_ROWS = 50_000
+PARALLEL_READ_ROWS = 2_000_000
+"""SQLite reads spanning more ids than this are split over one process per core (starting
+the processes costs about a second; the read of two million rows, several)."""
 
 
 @dataclass
@@ -116,6 +122,27 @@ def _read_table(store: Store, after: int, upto: int | None, query: Any) -> np.nd
     """Rows (id, user, item, weight, ts) with ``after < id <= upto`` as a float64 table."""
     query = events_query(store.settings) if query is None else query
     params = {"after": after, "upto": upto if upto is not None else 2**62}
+    workers = os.cpu_count() or 1
+    path = store.engine.url.database
+    if (
+        store.dialect == "sqlite"
+        and path
+        and workers > 1
+        and upto is not None
+        and upto - after >= PARALLEL_READ_ROWS
+    ):
+        # Slices of the id range, each read by its own process, concatenated in id order.
+        bounds = np.linspace(after, upto, workers + 1).round().astype(np.int64)
+        with store.read() as conn:
+            statements = [
+                str(
+                    query.params(after=int(lo), upto=int(hi)).compile(
+                        conn, compile_kwargs={"literal_binds": True}
+                    )
+                )
+                for lo, hi in itertools.pairwise(bounds)
+            ]
+        return read_slices(path, statements, 5)
     with store.read() as conn:
         if upto is None or upto - after < BULK_READ_ROWS:
             # Plain tuples: numpy probes each Row for array attributes, which costs 35x more.
