@@ -1,29 +1,40 @@
-"""HTTP ingestion throughput, durable before the 200, against a plain sqlite3 loop (the ceiling).
+"""Ingestion throughput, durable before the 200, against a plain sqlite3 loop (the ceiling).
 
-    python benchmarks/bench_ingest_http.py [--events 300000] [--postgres postgresql://postgres@127.0.0.1/test]
+    python benchmarks/bench_ingest_http.py [--events 300000] [--singles 10000] \
+        [--postgres postgresql://postgres@127.0.0.1/test] [--import-rows 1000000]
 
 Runs, in one go: (1) the ceiling — the same rows inserted with ``sqlite3.executemany`` in
 1 000-row transactions into an events table with the same dedup index; (2) ``flywheel serve``
 on SQLite with batches of 1 000 events; (3) single-event requests; (4) the same on PostgreSQL
-when ``--postgres`` is given. Clients are asyncio keep-alive connections (8 for batches,
-64 for single events).
+when ``--postgres`` is given; (5) ``flywheel import events`` of a generated CSV file, against
+the same ceiling loop with the importer's 200 000-row transactions. Clients are asyncio
+keep-alive connections (8 for batches, 64 for single events). Writes
+``benchmarks/results/ingest_http.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from _load import http_request, run_load
 from _server import running_server
 
 BATCH = 1_000
+IMPORT_CHUNK = 200_000  # rows per transaction of `flywheel import` (importer.CHUNK_ROWS)
+RESULTS = Path(__file__).parent / "results" / "ingest_http.md"
 
 
 def make_events(n: int, run: str) -> list[dict[str, object]]:
@@ -41,7 +52,7 @@ def make_events(n: int, run: str) -> list[dict[str, object]]:
     ]
 
 
-def ceiling(events: list[dict[str, object]]) -> float:
+def ceiling(events: list[dict[str, object]], batch: int = BATCH) -> float:
     """Plain sqlite3: the same rows, same durability (WAL, synchronous=FULL), same dedup index."""
     with tempfile.TemporaryDirectory() as tmp:
         conn = sqlite3.connect(Path(tmp) / "ceiling.db", isolation_level=None)
@@ -57,12 +68,12 @@ def ceiling(events: list[dict[str, object]]) -> float:
             for e in events
         ]
         started = time.perf_counter()
-        for start in range(0, len(rows), BATCH):
+        for start in range(0, len(rows), batch):
             conn.execute("BEGIN")
             conn.executemany(
                 "INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, value, ts) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                rows[start : start + BATCH],
+                rows[start : start + batch],
             )
             conn.execute("COMMIT")
         return len(rows) / (time.perf_counter() - started)
@@ -85,6 +96,65 @@ def measure(
     return batch_rate, single_rate
 
 
+def import_file(n: int, directory: Path) -> tuple[Path, list[dict[str, object]]]:
+    """A CSV of ``n`` ratings (power-law users and items, time-ordered) and the same rows."""
+    rng = np.random.default_rng(0)
+    users = rng.zipf(1.3, n) % 50_000
+    items = rng.zipf(1.2, n) % 20_000
+    values = rng.integers(1, 11, n) / 2
+    stamps = np.sort(1.6e9 + rng.random(n) * 3e7).round()
+    table = pa.table(
+        {
+            "user_id": pa.array([f"u{u}" for u in users.tolist()]),
+            "item_id": pa.array([f"m{i}" for i in items.tolist()]),
+            "value": values,
+            "timestamp": stamps.astype(np.int64),
+        }
+    )
+    path = directory / "events.csv"
+    pacsv.write_csv(table, path)
+    rows: list[dict[str, object]] = [
+        {
+            "event_id": f"{i:012d}",
+            "user_id": u,
+            "item_id": m,
+            "type": "rating",
+            "value": v,
+            "timestamp": t,
+        }
+        for i, (u, m, v, t) in enumerate(
+            zip(
+                table["user_id"].to_pylist(),
+                table["item_id"].to_pylist(),
+                values.tolist(),
+                stamps.tolist(),
+                strict=True,
+            )
+        )
+    ]
+    return path, rows
+
+
+def measure_import(n: int) -> tuple[float, float, float]:
+    """(rows/s as `flywheel import` reports it, rows/s over the whole command, ceiling rows/s)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, rows = import_file(n, Path(tmp))
+        limit = ceiling(rows, IMPORT_CHUNK)
+        flywheel = Path(sys.executable).with_name("flywheel")
+        command = [str(flywheel), "import", "events", str(path), "--type", "rating", "--json"]
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*command, "--db", f"sqlite:///{tmp}/import.db"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        wall = n / (time.perf_counter() - started)
+    report = json.loads(done.stdout)
+    assert report["accepted"] == n, report
+    return float(report["rows_per_second"]), wall, limit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=300_000)
@@ -93,19 +163,35 @@ def main() -> None:
     parser.add_argument(
         "--postgres", default=None, help="e.g. postgresql://postgres@127.0.0.1/test"
     )
+    parser.add_argument("--import-rows", type=int, default=1_000_000, help="0 to skip")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    load = os.getloadavg()[0]
     events = make_events(args.events, "b")
     limit = ceiling(events)
-    print(f"machine: {os.cpu_count()} cores; {args.events:,} events in batches of {BATCH}")
-    print(f"ceiling  sqlite3 executemany loop     {limit:>10,.0f} rows/s")
+    lines = [
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} at the start; "
+        f"{args.events:,} events in batches of {BATCH}, {args.singles:,} single-event requests, "
+        f"{args.workers} worker(s)",
+        f"ceiling  sqlite3 executemany loop     {limit:>10,.0f} rows/s",
+    ]
+    print("\n".join(lines), flush=True)
+
+    def report(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         rate, single = measure(f"sqlite:///{tmp}/bench.db", events, args.singles, args.workers)
-    print(
+    report(
         f"ours     HTTP batches → SQLite        {rate:>10,.0f} events/s  "
         f"({rate / limit:.2f} × ceiling)"
     )
-    print(f"ours     HTTP single events → SQLite  {single:>10,.0f} requests/s")
+    report(
+        f"ours     HTTP single events → SQLite  {single:>10,.0f} requests/s "
+        f"({single / limit:.3f} × ceiling)"
+    )
     if args.postgres:
         import psycopg
 
@@ -115,11 +201,30 @@ def main() -> None:
             conn.execute("CREATE DATABASE flywheel_bench")
         bench_db = f"{admin}/flywheel_bench"
         rate, single = measure(bench_db, make_events(args.events, "p"), args.singles, args.workers)
-        print(
+        report(
             f"ours     HTTP batches → PostgreSQL    {rate:>10,.0f} events/s  "
             f"({rate / limit:.2f} × ceiling)"
         )
-        print(f"ours     HTTP single events → PG      {single:>10,.0f} requests/s")
+        report(
+            f"ours     HTTP single events → PG      {single:>10,.0f} requests/s "
+            f"({single / limit:.3f} × ceiling)"
+        )
+    if args.import_rows:
+        reported, wall, import_limit = measure_import(args.import_rows)
+        report(
+            f"ceiling  sqlite3 loop, {IMPORT_CHUNK:,}-row transactions "
+            f"{import_limit:>10,.0f} rows/s"
+        )
+        report(
+            f"ours     flywheel import events ({args.import_rows:,} rows, CSV) "
+            f"{reported:>10,.0f} rows/s  ({reported / import_limit:.2f} × ceiling; "
+            f"{wall:,.0f} rows/s counting process start-up)"
+        )
+    command = " ".join(["python benchmarks/bench_ingest_http.py", *sys.argv[1:]])
+    args.out.write_text(
+        "# Ingestion throughput (HTTP, durable before the 200; bulk import)\n\n"
+        f"Command: `{command}`\n\n```\n" + "\n".join(lines) + "\n```\n"
+    )
 
 
 if __name__ == "__main__":

@@ -130,6 +130,14 @@ def test_keys_and_scopes(client: TestClient) -> None:
     metrics = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"})
     assert metrics.status_code == 200
     assert 'flywheel_events_total{outcome="accepted"} 1.0' in metrics.text
+    assert 'flywheel_http_requests_total{route="/v1/events",status="4xx"} 2.0' in metrics.text
+    assert 'flywheel_http_requests_total{route="/v1/events",status="2xx"} 1.0' in metrics.text
+
+
+def test_other_methods_on_events_are_405(client: TestClient) -> None:
+    response = client.get("/v1/events")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_openapi_documents_the_contract(client: TestClient) -> None:

@@ -72,6 +72,35 @@ class PostEvents:
         await post_events(Request(scope, receive), send)
 
 
+async def answer(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /v1/events without the middleware stack: the same error bodies and request metrics
+    as every other route, at a fraction of the cost per request."""
+    scope["app"] = app
+    status = 500
+    try:
+        await post_events(Request(scope, receive), send)
+        status = 200
+    except FlywheelError as exc:
+        status = exc.status
+        await _reply(send, status, orjson.dumps(exc.to_dict()))
+    finally:
+        app.state.metrics.requests.labels(PATH, f"{status // 100}xx").inc()
+
+
+async def _reply(send: Send, status: int, payload: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
 async def post_events(request: Request, send: Send) -> None:
     """Authorise, decode, validate, queue for the group commit, and reply once durable."""
     state = request.app.state
@@ -90,18 +119,7 @@ async def post_events(request: Request, send: Send) -> None:
     result.accepted = await asyncio.wrap_future(future)
     result.duplicates = len(valid) - result.accepted
     state.metrics.record_ingest(result)
-    payload = orjson.dumps(result.to_dict())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await _reply(send, 200, orjson.dumps(result.to_dict()))
 
 
 class EventsRoute(Route):
