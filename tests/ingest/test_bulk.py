@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import dataflywheel as dfw
-from dataflywheel.store.bulk import COLUMNS, EventRow, insert_events, insert_keys, select_keys
+from dataflywheel.store.bulk import (
+    COLUMNS,
+    EventRow,
+    insert_event_batches,
+    insert_events,
+    insert_keys,
+    select_keys,
+)
 
 
 def test_insert_events_counts_new_rows_across_chunks(wheel: dfw.Flywheel) -> None:
@@ -41,3 +48,20 @@ def test_keys_are_created_once_and_found(wheel: dfw.Flywheel) -> None:
             conn.exec_driver_sql("SELECT user_id, created_at FROM users").tuples().all()
         )
     assert created["user-0"] == 1.0 and created["user-2499"] == 2.0
+
+
+def test_a_group_of_batches_counts_each_batch(wheel: dfw.Flywheel) -> None:
+    def row(event_id: str) -> EventRow:
+        return (event_id, 1, None, "click", 1.0, 1.7e9, 1.7e9, None, None)
+
+    with wheel.store.write() as conn:
+        insert_events(conn, [row("old")])
+    batches = [
+        [row("a"), row("b"), row("a")],  # a repeat inside the batch
+        [],
+        [row("old"), row("c")],  # already stored
+        [row("b"), row("d")],  # a repeat of the first batch
+    ]
+    with wheel.store.write() as conn:
+        assert insert_event_batches(conn, batches) == [2, 0, 1, 1]
+    assert wheel.stats()["events"] == 5

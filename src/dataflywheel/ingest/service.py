@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dataflywheel.errors import ValidationError
 from dataflywheel.ingest.validate import Event, EventValidator
-from dataflywheel.store.bulk import EventRow, insert_events
+from dataflywheel.store.bulk import EventRow, insert_event_batches
 from dataflywheel.store.store import Store
 
 # Upper bound of events committed in one group transaction.
@@ -97,10 +97,7 @@ class Ingestor:
                 e.item_id for batch in batches for e in batch.events if e.item_id is not None
             }
             items, new_items = store.resolve_ids(conn, "items", item_keys, now)
-            inserted = [
-                insert_events(conn, _rows(batch, users, items)) if batch.events else 0
-                for batch in batches
-            ]
+            inserted = insert_event_batches(conn, [_rows(batch, users, items) for batch in batches])
             for batch, new in zip(batches, inserted, strict=True):
                 counts = per_day.setdefault(_day(batch.received_at), [0, 0, 0])
                 counts[0] += new
