@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 
@@ -107,3 +108,38 @@ def run_paced(
     if errors:
         raise SystemExit(f"{len(errors)} requests failed, first: {errors[0]}")
     return len(requests) / elapsed, latencies
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response with a Content-Length (or none): (status line and headers, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    start = head.lower().find(b"content-length:")
+    if start < 0:
+        return head, b""
+    length = int(head[start + 15 : head.index(b"\r\n", start)])
+    return head, await reader.readexactly(length)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids() -> list[int]:
+    """Ids of this process's children (e.g. the server a benchmark started), from /proc."""
+    children = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == os.getpid():
+                children.append(int(entry))
+    return children

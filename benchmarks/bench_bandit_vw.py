@@ -4,7 +4,9 @@ Synthetic problem (seeded): 10 actions, 20 dense context features, each action w
 and 3 dense features; Bernoulli rewards from a hidden logistic model with context × action
 interactions. Every learner sees the same contexts and the same reward draws. Throughput counts
 rank + reward in-process, including turning the request into features (JSON for ours, VW text
-lines for raw VW).
+lines for raw VW), per wall-clock second and per CPU second of this process (the latter is less
+sensitive to other jobs on a shared machine). Ratios compare with raw VW squarecb, VW's best
+exploration setting by reward.
 
     .venv/bin/python benchmarks/bench_bandit_vw.py [--rounds 100000] [--full-rounds 10000]
 """
@@ -12,6 +14,7 @@ lines for raw VW).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -69,34 +72,52 @@ def make_problem(rounds: int, seed: int = 7) -> Problem:
     return Problem(x, actions, rewards, float(p.max(1).mean()), float(p.mean()))
 
 
+PEER = "raw VW squarecb"
+
+
+@dataclass
+class Timing:
+    """Wall-clock and CPU seconds spent inside the timed sections."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
 @dataclass
 class Result:
     name: str
     rewards: np.ndarray
-    seconds: float
+    timing: Timing
 
     def cumulative(self, rounds: int | None = None) -> float:
         return float(self.rewards[:rounds].sum())
 
     @property
     def rate(self) -> float:
-        return len(self.rewards) / self.seconds
+        return len(self.rewards) / self.timing.wall
+
+    @property
+    def cpu_rate(self) -> float:
+        return len(self.rewards) / self.timing.cpu
 
 
-def run_ours(problem: Problem, config: dict[str, Any], rounds: int) -> tuple[np.ndarray, float]:
+def run_ours(problem: Problem, config: dict[str, Any], rounds: int) -> tuple[np.ndarray, Timing]:
     learner = create_learner({"seed": 1, **config})
     rng = np.random.default_rng(1)
     got = np.zeros(rounds)
-    spent = 0.0
+    spent = Timing()
     actions = problem.actions
     for t in range(rounds):
         context = problem.context_json(t)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ranking = learner.rank(context, actions, rng=rng)
         chosen = ranking.chosen_index
         reward = float(problem.rewards[t, chosen])
-        learner.learn(context, actions, chosen, ranking.chosen_probability, reward)
-        spent += time.perf_counter() - start
+        learner.learn(
+            context, actions, chosen, ranking.chosen_probability, reward, encoding=ranking.encoding
+        )
+        spent.wall += time.perf_counter() - start
+        spent.cpu += time.process_time() - cpu
         got[t] = reward
     return got, spent
 
@@ -110,17 +131,17 @@ def vw_action_lines(problem: Problem) -> list[str]:
     return lines
 
 
-def run_raw_vw(problem: Problem, explore: str, rounds: int) -> tuple[np.ndarray, float]:
+def run_raw_vw(problem: Problem, explore: str, rounds: int) -> tuple[np.ndarray, Timing]:
     """Vowpal Wabbit used directly: text lines, predict, sample, learn."""
     ws = vowpalwabbit.Workspace(f"{VW_BASE} {explore}")
     rng = np.random.default_rng(1)
     action_lines = vw_action_lines(problem)
     names = [f"user.f{i}" for i in range(N_CONTEXT)]
     got = np.zeros(rounds)
-    spent = 0.0
+    spent = Timing()
     for t in range(rounds):
         row = problem.contexts[t].tolist()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         shared = "shared |c " + " ".join(f"{n}:{v}" for n, v in zip(names, row, strict=True))
         lines = [shared, *action_lines]
         pmf = np.asarray(ws.predict(lines))
@@ -128,7 +149,8 @@ def run_raw_vw(problem: Problem, explore: str, rounds: int) -> tuple[np.ndarray,
         reward = float(problem.rewards[t, chosen])
         lines[chosen + 1] = f"0:{-reward}:{pmf[chosen]} {lines[chosen + 1]}"
         ws.learn(lines)
-        spent += time.perf_counter() - start
+        spent.wall += time.perf_counter() - start
+        spent.cpu += time.process_time() - cpu
         got[t] = reward
     ws.finish()
     return got, spent
@@ -162,14 +184,16 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "bandit_vw.md"
     )
     args = parser.parse_args()
+    args.load = os.getloadavg()[0]
     problem = make_problem(args.rounds)
     results: list[Result] = []
     for name, run, cap in contenders(args.full_rounds):
         n = min(args.rounds, cap or args.rounds)
-        got, seconds = run(problem, n)
-        results.append(Result(name, got, seconds))
+        got, timing = run(problem, n)
+        results.append(Result(name, got, timing))
         print(
-            f"{name:40s} rounds {n:7d} reward {got.mean():.4f} {n / seconds:8.0f} rounds/s",
+            f"{name:40s} rounds {n:7d} reward {got.mean():.4f} {n / timing.wall:8.0f} rounds/s "
+            f"{n / timing.cpu:8.0f} rounds/CPU s",
             flush=True,
         )
     write_report(args, problem, results)
@@ -177,16 +201,29 @@ def main() -> None:
 
 def write_report(args: argparse.Namespace, problem: Problem, results: list[Result]) -> None:
     short = min(args.full_rounds, args.rounds)
+    peer = next(r for r in results if r.name == PEER)
     rows = [
         "| learner | rounds | cumulative reward | mean reward | "
-        f"mean reward, first {short} | rank+reward rounds/s |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"mean reward, first {short} | rank+reward rounds/s | rounds per CPU s | "
+        f"÷ {PEER} (wall, CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
             f"| {r.name} | {len(r.rewards)} | {r.cumulative():.0f} | {r.rewards.mean():.4f} | "
-            f"{r.rewards[:short].mean():.4f} | {r.rate:,.0f} |"
+            f"{r.rewards[:short].mean():.4f} | {r.rate:,.0f} | {r.cpu_rate:,.0f} | "
+            f"{r.rate / peer.rate:.2f}, {r.cpu_rate / peer.cpu_rate:.2f} |"
         )
+    full = [r for r in results if len(r.rewards) == len(peer.rewards)]
+    best = max((r for r in full if r.name.startswith("ours")), key=lambda r: r.cumulative())
+    best_vw = max((r for r in full if r.name.startswith("raw VW")), key=lambda r: r.cumulative())
+    summary = (
+        f"Best of ours: {best.name}, cumulative reward {best.cumulative():.0f} vs {best_vw.name} "
+        f"{best_vw.cumulative():.0f} (× {best.cumulative() / best_vw.cumulative():.3f}); "
+        f"{best.rate:,.0f} vs {best_vw.rate:,.0f} rounds/s (× {best.rate / best_vw.rate:.2f}), "
+        f"{best.cpu_rate:,.0f} vs {best_vw.cpu_rate:,.0f} rounds per CPU second "
+        f"(× {best.cpu_rate / best_vw.cpu_rate:.2f})."
+    )
     text = "\n".join(
         [
             "# Contextual bandits: dataflywheel vs Vowpal Wabbit",
@@ -196,7 +233,8 @@ def write_report(args: argparse.Namespace, problem: Problem, results: list[Resul
             "",
             f"Machine: 2 cores, {platform.processor() or platform.machine()}, "
             f"Python {platform.python_version()}, vowpalwabbit {vowpalwabbit.__version__}; "
-            "one process, runs one after another.",
+            f"one process, runs one after another; 1-minute load average at start: "
+            f"{args.load:.1f} (other jobs share the cores).",
             "",
             "Problem: 10 actions, 20 dense context features, actions with a category and 3 dense "
             "features, Bernoulli rewards from a hidden logistic model with context × action "
@@ -205,6 +243,8 @@ def write_report(args: argparse.Namespace, problem: Problem, results: list[Resul
             f"and bits-10 rows run the first {short} rounds only.",
             "",
             *rows,
+            "",
+            summary,
             "",
         ]
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from dataflywheel.config import load_settings
+from dataflywheel.decide import LearnerConfig, create_learner
+from dataflywheel.decide.linear import LinearLearner
 from dataflywheel.decide.service import DecisionService
 from dataflywheel.decide.tables import decisions
 from dataflywheel.errors import ConflictError, NotFoundError, ValidationError
@@ -209,3 +212,86 @@ def test_learner_and_pending_events_survive_a_restart(
         assert learner.state.learns == 3
     finally:
         second.close()
+
+
+def test_rewards_are_learned_as_if_the_learner_had_seen_the_request(
+    service: DecisionService,
+) -> None:
+    """The reward reuses the rank's encoding; the model equals learning the request directly."""
+    reference = create_learner(LearnerConfig())
+    for i in range(30):
+        context = [{"i": i % 3}]
+        result = service.rank(context, ACTIONS)
+        chosen = [a["id"] for a in ACTIONS].index(result.reward_action_id)
+        value = float(chosen == i % 3)
+        service.reward(result.event_id, value)
+        reference.learn(
+            context, ACTIONS, chosen, dict(result.ranking)[result.reward_action_id], value
+        )
+    learner = service.deployment().learner
+    assert isinstance(learner, LinearLearner) and isinstance(reference, LinearLearner)
+    assert learner.state.learns == 30
+    assert np.array_equal(learner.mean, reference.mean)
+    assert np.array_equal(learner.var, reference.var)
+
+
+def test_a_learner_changed_while_waiting_learns_the_request_itself(
+    service: DecisionService, clock: Clock
+) -> None:
+    result = service.rank([{"x": 1}], ACTIONS, event_id="e1")
+    service.configure(learner={"algorithm": "linear-ucb"})
+    clock.now = T0 + 1
+    service.reward("e1", 1.0)
+    learner = service.deployment().learner
+    reference = create_learner(LearnerConfig(algorithm="linear-ucb"))
+    chosen = [a["id"] for a in ACTIONS].index(result.reward_action_id)
+    reference.learn([{"x": 1}], ACTIONS, chosen, 0.5, 1.0)
+    assert isinstance(learner, LinearLearner) and isinstance(reference, LinearLearner)
+    assert learner.state.learns == 1
+    assert np.array_equal(learner.mean, reference.mean)
+
+
+@pytest.mark.parametrize("flush_between", [False, True])
+def test_the_log_holds_the_final_state_whether_or_not_rank_and_reward_share_a_batch(
+    service: DecisionService, store: Store, clock: Clock, flush_between: bool
+) -> None:
+    result = service.rank([{"x": 1}], ACTIONS, event_id="e1")
+    if flush_between:
+        service.flush()
+    clock.now = T0 + 1
+    service.reward("e1", 0.5)
+    service.flush()
+    row = _row(store, "e1")
+    probability = dict(result.ranking)[result.reward_action_id]
+    assert (row["outcome"], row["reward"], row["rewards"], row["reward_at"]) == (
+        "rewarded",
+        0.5,
+        1,
+        T0 + 1,
+    )
+    assert row["learned_seq"] == 1 and row["learned_at"] == T0 + 1
+    chosen = row["chosen_index"]
+    assert isinstance(chosen, int)
+    assert row["probabilities"][chosen] == probability  # type: ignore[index]
+    assert row["request"] == {"context": [{"x": 1}], "actions": ACTIONS}
+
+
+def test_late_rewards_are_logged_not_learned_even_before_the_row_is_written(
+    service: DecisionService, store: Store, clock: Clock
+) -> None:
+    service.configure(service={"reward_wait_seconds": 10.0})
+    service.rank([], ACTIONS, event_id="late")
+    clock.now = T0 + 11
+    with pytest.raises(ConflictError):
+        service.reward("late", 1.0)
+    learner = service.deployment().learner
+    assert (learner.state.learns, learner.state.reward_sum) == (1, 0.0)  # the default reward
+    service.flush()
+    row = _row(store, "late")
+    assert (row["outcome"], row["late_rewards"], row["reward"]) == ("default", 1, None)
+
+
+def test_generated_event_ids_are_unique_hex(service: DecisionService) -> None:
+    ids = {service.rank([], ACTIONS).event_id for _ in range(600)}
+    assert len(ids) == 600
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

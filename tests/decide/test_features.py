@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dataflywheel.decide import FeatureHasher, parse_request
+from dataflywheel.decide.features import JsonCache, parse_actions
 from dataflywheel.errors import ValidationError
 
 
@@ -67,3 +68,44 @@ def test_hashing_is_stable_across_instances_and_covers_the_outer_product() -> No
     assert idx1.max() < 1 << 16
     # context x "price" is one weight shared by all actions; context x "_id=..." one per action
     assert len(np.unique(idx1[:, 1:, 1:])) == 2 + 2 * 3
+
+
+def test_json_cache_builds_once_per_json_text_and_never_caches_failures() -> None:
+    calls: list[object] = []
+
+    def build(value: object) -> int:
+        calls.append(value)
+        if value == [{"p": None}]:
+            raise ValueError("null")
+        return len(calls)
+
+    cache = JsonCache(build)
+    assert cache([{"id": "a"}]) == cache([{"id": "a"}]) == 1
+    assert cache(({"id": "a"},)) == 1  # a tuple has the same JSON text
+    assert cache([{"id": "b"}]) == 2
+    with pytest.raises(ValueError):
+        cache([{"p": None}])
+    with pytest.raises(ValueError):
+        cache([{"p": None}])
+    assert len(calls) == 4
+
+
+def test_json_cache_never_lets_nan_pass_as_a_cached_null() -> None:
+    """NaN serialises to null, so values holding null are always checked afresh."""
+    good = [{"id": "a", "features": [{"p": None}]}]
+    bad = [{"id": "a", "features": [{"p": math.nan}]}]
+    cache = JsonCache(lambda actions: parse_actions(actions))
+    assert cache(good)[0] == ["a"]
+    with pytest.raises(ValidationError) as err:
+        cache(bad)
+    assert err.value.field == "actions[0].features[0].p"
+
+
+def test_json_cache_checks_values_that_are_not_plain_json() -> None:
+    class Tag(str):
+        pass
+
+    cache = JsonCache(lambda actions: parse_actions(actions))
+    assert cache([{"id": "a", "features": [{"t": "x"}]}])[1][0].names == ["t=x", "_id=a"]
+    with pytest.raises(ValidationError):
+        cache([{"id": "a", "features": [{"t": Tag("x")}]}])

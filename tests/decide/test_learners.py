@@ -8,10 +8,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dataflywheel.decide as decide
-from dataflywheel.decide import LearnerConfig, Ranking, create_learner, load_learner
-from dataflywheel.decide.linear import argmax_probabilities
+from dataflywheel.decide import (
+    FeatureHasher,
+    LearnerConfig,
+    Ranking,
+    create_learner,
+    load_learner,
+    parse_request,
+)
+from dataflywheel.decide.linear import LinearLearner, argmax_probabilities, merge_duplicates
 from dataflywheel.errors import ValidationError
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -191,3 +200,116 @@ def test_all_is_complete() -> None:
     public = {n for n, v in vars(decide).items() if not n.startswith("_") and callable(v)}
     assert public <= set(decide.__all__)
     assert all(hasattr(decide, n) for n in decide.__all__)
+
+
+def _dense(hasher: FeatureHasher, ctx: Any, actions: Any, index: int) -> np.ndarray:
+    """The served action's feature vector, built the plain way (dense, summing collisions)."""
+    req = parse_request(ctx, actions)
+    idx, val = hasher.outer(req.context, req.actions)
+    x = np.zeros(hasher.dim)
+    np.add.at(x, idx[index].ravel(), val[index].ravel())
+    return x
+
+
+ROUND = st.tuples(
+    st.sampled_from(COLORS),
+    st.floats(-3, 3, allow_nan=False),
+    st.integers(0, len(ACTIONS) - 1),
+    st.sampled_from([0.0, 0.5, 1.0, -1.0]),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rounds=st.lists(ROUND, min_size=1, max_size=12), bits=st.integers(3, 7))
+def test_full_covariance_matches_the_batch_posterior(rounds: list[Any], bits: int) -> None:
+    """Rank-one updates equal the Bayesian linear regression solved from scratch, collisions
+    (small ``bits``) included."""
+    learner = create_learner({"algorithm": "linear-ts", "covariance": "full", "bits": bits})
+    assert isinstance(learner, LinearLearner)
+    cfg = learner.config
+    rows, rewards = [], []
+    for color, size, index, reward in rounds:
+        ctx = [{"user": {"color": color, "size": size}}]
+        learner.learn(ctx, ACTIONS, index, 0.5, reward)
+        rows.append(_dense(learner.hasher, ctx, ACTIONS, index))
+        rewards.append(reward)
+    x, y = np.array(rows), np.array(rewards)
+    precision = x.T @ x / cfg.noise_variance + np.eye(learner.hasher.dim) / cfg.prior_variance
+    cov = np.linalg.inv(precision)
+    np.testing.assert_allclose(learner.cov, cov, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        learner.mean, cov @ x.T @ y / cfg.noise_variance, rtol=1e-9, atol=1e-12
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(rounds=st.lists(ROUND, min_size=1, max_size=12), bits=st.integers(3, 7))
+def test_diagonal_matches_the_plain_kalman_step(rounds: list[Any], bits: int) -> None:
+    """The sparse update equals a dense, step-by-step diagonal Kalman filter."""
+    learner = create_learner({"algorithm": "linear-ucb", "bits": bits})
+    assert isinstance(learner, LinearLearner)
+    noise = learner.config.noise_variance
+    mean = np.zeros(learner.hasher.dim)
+    var = np.full(learner.hasher.dim, learner.config.prior_variance)
+    for color, size, index, reward in rounds:
+        ctx = [{"user": {"color": color, "size": size}}]
+        learner.learn(ctx, ACTIONS, index, 0.5, reward)
+        x = _dense(learner.hasher, ctx, ACTIONS, index)
+        sx = var * x
+        v = noise + sx @ x
+        mean = mean + sx * (reward - mean @ x) / v
+        var = var - sx * sx / v
+    np.testing.assert_allclose(learner.mean, mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(learner.var, var, rtol=1e-12, atol=1e-15)
+
+
+@given(
+    idx=st.lists(st.integers(0, 20), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_merge_duplicates_sums_repeated_indices(idx: list[int], data: st.DataObject) -> None:
+    val = data.draw(
+        st.lists(st.sampled_from([0.0, 1.0, -1.0, 0.25, 3.0]), min_size=len(idx), max_size=len(idx))
+    )
+    where, x = merge_duplicates(np.array(idx, dtype=np.intp), np.array(val))
+    dense = np.zeros(21)
+    np.add.at(dense, idx, val)
+    assert sorted(where.tolist()) == sorted({i for i, v in zip(idx, val, strict=True) if v != 0})
+    rebuilt = np.zeros(21)
+    rebuilt[where] = x
+    np.testing.assert_allclose(rebuilt, dense, rtol=0, atol=1e-12)
+
+
+def test_learning_with_the_ranking_encoding_equals_learning_from_the_request(
+    config: dict[str, Any],
+) -> None:
+    """What the reward path reuses from the rank gives the same model as encoding anew."""
+    fast, plain = create_learner(config), create_learner(config)
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        ctx = [{"user": {"color": COLORS[t % 3], "size": float(t % 7)}}]
+        r = fast.rank(ctx, ACTIONS, rng=rng)
+        assert r.encoding is not None
+        reward = float(r.chosen_index == BEST[COLORS[t % 3]])
+        fast.learn(ctx, ACTIONS, r.chosen_index, r.chosen_probability, reward, encoding=r.encoding)
+        plain.learn(ctx, ACTIONS, r.chosen_index, r.chosen_probability, reward)
+    for color in COLORS:
+        a = fast.rank(context(color), ACTIONS, rng=1)
+        b = plain.rank(context(color), ACTIONS, rng=1)
+        assert a.probabilities == b.probabilities and a.action_ids == b.action_ids
+    if isinstance(fast, LinearLearner) and isinstance(plain, LinearLearner):
+        assert np.array_equal(fast.mean, plain.mean)
+
+
+def test_an_encoding_for_another_action_or_learner_is_not_used() -> None:
+    ranker, other = create_learner({"seed": 1}), create_learner({"seed": 1})
+    ranking = ranker.rank(context("red"), ACTIONS, rng=0)
+    wrong = (ranking.chosen_index + 1) % len(ACTIONS)
+    reference = create_learner({"seed": 1})
+    assert isinstance(reference, LinearLearner) and isinstance(other, LinearLearner)
+    reference.learn(context("red"), ACTIONS, wrong, 0.5, 1.0)
+    other.learn(context("red"), ACTIONS, wrong, 0.5, 1.0, encoding=ranking.encoding)
+    assert np.array_equal(other.mean, reference.mean)
+    other.learn(context("red"), ACTIONS, ranking.chosen_index, 0.5, 1.0, encoding=ranking.encoding)
+    reference.learn(context("red"), ACTIONS, ranking.chosen_index, 0.5, 1.0)
+    assert np.array_equal(other.mean, reference.mean)

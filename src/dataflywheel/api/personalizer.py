@@ -19,10 +19,9 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from dataflywheel.api.deps import bearer_key, require, wheel_of
+from dataflywheel.api.deps import require, wheel_of
 from dataflywheel.api.schemas import ERROR_RESPONSES
 from dataflywheel.decide.service import DEFAULT_DEPLOYMENT, DecisionService
 from dataflywheel.errors import (
@@ -67,24 +66,40 @@ def _personalizer_error(exc: FlywheelError) -> Response:
 
 
 class PersonalizerRoute(APIRoute):
-    """A route that checks the key itself (no thread hop for a sync dependency) and answers
-    errors, including failed auth, in Personalizer's error shape."""
+    """A route that calls its endpoint directly with the request and the endpoint's path
+    parameters: the endpoints parse their own bodies, so FastAPI's dependency solving would be
+    per-request work for nothing. It checks the key itself and answers errors, including failed
+    auth, in Personalizer's error shape. FastAPI still reads the signature for OpenAPI."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        endpoint: Callable[..., Coroutine[Any, Any, Response]] = self.endpoint
         scope: Scope = "admin" if "configurations" in self.path else "ingest"
+        names = tuple(p.name for p in self.dependant.path_params)
 
         async def route(request: Request) -> Response:
             try:
                 keys: KeyRing = request.app.state.keys
-                keys.check(bearer_key(request), scope)
-                return await handler(request)
+                keys.check(_request_key(request), scope)
+                params = request.path_params
+                return await endpoint(request, *[params[name] for name in names])
             except FlywheelError as exc:
                 return _personalizer_error(exc)
-            except RequestValidationError as exc:
-                return _personalizer_error(ValidationError(str(exc.errors()[:1])))
 
         return route
+
+
+def _request_key(request: Request) -> str | None:
+    """``deps.bearer_key`` in one pass over the raw headers (this runs on every rank and reward;
+    Starlette's header mapping scans them once per lookup)."""
+    authorization = subscription = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"ocp-apim-subscription-key" and subscription is None:
+            subscription = value.decode("latin-1")
+    if authorization is not None and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return subscription
 
 
 _lock = threading.Lock()

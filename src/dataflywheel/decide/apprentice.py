@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .learner import Learner, Ranking, Seed
+from .learner import Encoding, Learner, Ranking, Seed
 
 BASELINE = 0
 
@@ -45,11 +45,13 @@ class Apprentice:
         chosen_index: int,
         probability: float,
         reward: float,
+        *,
+        encoding: Encoding | None = None,
     ) -> None:
         """Record whether the learner already agrees with the served action, then learn."""
         self._agreed.append(self.learner.best(context, actions) == chosen_index)
         self._rewards.append(float(reward))
-        self.learner.learn(context, actions, chosen_index, probability, reward)
+        self.learner.learn(context, actions, chosen_index, probability, reward, encoding=encoding)
 
     @property
     def rounds(self) -> int:

@@ -10,15 +10,16 @@ terms in one vectorised step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from math import isfinite
 from numbers import Real
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from dataflywheel.errors import ValidationError
 
@@ -30,6 +31,13 @@ ID_FEATURE = "_id"
 
 _PRIME = np.uint64(0x9E3779B97F4A7C15)
 _BIAS = "_bias"
+_KEY_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+_NULLS = (b":null", b"[null", b",null")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +162,9 @@ def check_action_count(actions: Any) -> int:
     return n
 
 
-def parse_request(context: Any, actions: Any, *, id_feature: bool = True) -> Request:
-    """Validate and flatten a whole rank request; action ids must be unique."""
+def parse_actions(actions: Any, *, id_feature: bool = True) -> tuple[list[str], list[Features]]:
+    """Validate and flatten a list of 1..50 actions with unique ids into (ids, features)."""
     check_action_count(actions)
-    ctx = parse_context(context)
     ids: list[str] = []
     feats: list[Features] = []
     seen: set[str] = set()
@@ -168,7 +175,45 @@ def parse_request(context: Any, actions: Any, *, id_feature: bool = True) -> Req
         seen.add(action_id)
         ids.append(action_id)
         feats.append(f)
+    return ids, feats
+
+
+def parse_request(context: Any, actions: Any, *, id_feature: bool = True) -> Request:
+    """Validate and flatten a whole rank request; action ids must be unique."""
+    check_action_count(actions)
+    ctx = parse_context(context)
+    ids, feats = parse_actions(actions, id_feature=id_feature)
     return Request(ctx, ids, feats)
+
+
+class JsonCache(Generic[T]):
+    """Results of an expensive function of a JSON value, keyed by the value's JSON text.
+
+    Clients send the same catalogue of actions with every rank; keyed this way its validation,
+    flattening and hashing happen once, for the price of one ``orjson.dumps``. Values are read
+    as their JSON text; a value that is not plain JSON, or holds ``null`` (NaN and infinities
+    also serialise as ``null``), always takes the checked path. Failures are never cached.
+    """
+
+    def __init__(self, build: Callable[[Any], T], size: int = 256) -> None:
+        self._build = build
+        self._size = size
+        self._items: dict[bytes, T] = {}
+
+    def __call__(self, value: Any) -> T:
+        try:
+            key = orjson.dumps(value, option=_KEY_OPTIONS)
+        except TypeError:
+            return self._build(value)
+        hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        built = self._build(value)
+        if not any(null in key for null in _NULLS):
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)), None)
+            self._items[key] = built
+        return built
 
 
 class FeatureHasher:
@@ -198,6 +243,29 @@ class FeatureHasher:
         self._cache[name] = h
         return h
 
+    def context(self, context: Features) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """Hashes and values of ``ctx ∪ 1`` (the bias first)."""
+        return np.array(self.hashes(context.names), dtype=np.uint64), np.array(
+            [1.0, *context.values]
+        )
+
+    def cross(
+        self,
+        ch: npt.NDArray[np.uint64],
+        cv: npt.NDArray[np.float64],
+        ah: npt.NDArray[np.uint64],
+        av: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """Indices and values of the outer product of hashed context and action sides.
+
+        ``ch``/``cv`` have shape (1 + ctx,), ``ah``/``av`` (actions, 1, width) or (width,).
+        """
+        if ah.ndim == 1:
+            idx = (ch[:, None] * _PRIME + ah[None, :]) & self._mask
+            return idx.astype(np.intp), cv[:, None] * av[None, :]
+        idx = (ch[None, :, None] * _PRIME + ah) & self._mask
+        return idx.astype(np.intp), cv[None, :, None] * av
+
     def outer(
         self, context: Features, actions: Sequence[Features]
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
@@ -206,8 +274,13 @@ class FeatureHasher:
         ``[:, :, 0]`` are the context-only terms (shared by all actions), ``[:, 0, :]`` the
         action-only ones; actions with fewer features are padded with zero values.
         """
-        ch = np.array(self.hashes(context.names), dtype=np.uint64)
-        cv = np.array([1.0, *context.values])
+        ch, cv = self.context(context)
+        return self.cross(ch, cv, *self.actions(actions))
+
+    def actions(
+        self, actions: Sequence[Features]
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """Hashes and values of every ``action ∪ 1``, shape (actions, 1, 1 + width), padded."""
         width = 1 + max(len(a.names) for a in actions)
         names: list[str] = []
         values: list[float] = []
@@ -222,7 +295,4 @@ class FeatureHasher:
                 values += [0.0] * pad
         hashes = self.hashes(names)[1:]
         shape = (len(actions), 1, width)
-        ah = np.array(hashes, dtype=np.uint64).reshape(shape)
-        av = np.array(values).reshape(shape)
-        idx = (ch[None, :, None] * _PRIME + ah) & self._mask
-        return idx.astype(np.intp), cv[None, :, None] * av
+        return np.array(hashes, dtype=np.uint64).reshape(shape), np.array(values).reshape(shape)

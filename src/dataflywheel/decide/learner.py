@@ -12,8 +12,8 @@ import json
 import math
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, ClassVar
@@ -125,6 +125,16 @@ def _check_type(key: str, value: Any, annotation: str) -> None:
         raise ValidationError(f"{key} must be of type {annotation}", field=key)
 
 
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """A learner's encoding of a ranked request for learning the action ``index`` of it later,
+    so that the reward does not parse and hash the request a second time."""
+
+    learner: Learner
+    index: int
+    payload: Any
+
+
 @dataclass(frozen=True)
 class Ranking:
     """The answer to a rank call.
@@ -132,13 +142,15 @@ class Ranking:
     ``probabilities`` follow the order of the request's actions and are the exact distribution
     the served action ``chosen_index`` was drawn from; ``action_ids`` is the ranking (served action
     first, then by probability); ``greedy_index`` is the learner's own best guess without
-    exploration (what apprentice mode compares with the baseline).
+    exploration (what apprentice mode compares with the baseline); ``encoding``, when set, is
+    what :meth:`Learner.learn` accepts to learn the served action without re-encoding.
     """
 
     action_ids: tuple[str, ...]
     probabilities: tuple[float, ...]
     chosen_index: int
     greedy_index: int
+    encoding: Encoding | None = field(default=None, compare=False, repr=False)
 
     @property
     def chosen_probability(self) -> float:
@@ -174,14 +186,21 @@ class Learner(ABC):
 
     def rank(self, context: Any, actions: Sequence[Any], *, rng: Seed = None) -> Ranking:
         """Score the actions, draw one from the returned probabilities, and rank them."""
-        ids, probs, scores = self._policy(context, actions)
+        ids, probs, scores, request = self._policy(context, actions)
         self.state.ranks += 1
         greedy = int(np.argmax(scores))
-        return make_ranking(ids, probs, greedy, self._generator(rng), self._floor(len(ids)))
+        return make_ranking(
+            ids,
+            probs,
+            greedy,
+            self._generator(rng),
+            self._floor(len(ids)),
+            lambda chosen: Encoding(self, chosen, self._encode(request, chosen)),
+        )
 
     def best(self, context: Any, actions: Sequence[Any]) -> int | None:
         """The learner's own top action without exploration, or None when it has no preference."""
-        _, _, scores = self._policy(context, actions)
+        _, _, scores, _ = self._policy(context, actions)
         greedy = int(np.argmax(scores))
         if len(scores) > 1 and np.delete(scores, greedy).max() >= scores[greedy] - 1e-12:
             return None
@@ -194,8 +213,14 @@ class Learner(ABC):
         chosen_index: int,
         probability: float,
         reward: float,
+        *,
+        encoding: Encoding | None = None,
     ) -> None:
-        """Learn the ``reward`` of serving ``actions[chosen_index]`` (logged ``probability``)."""
+        """Learn the ``reward`` of serving ``actions[chosen_index]`` (logged ``probability``).
+
+        ``encoding`` (from the :class:`Ranking` of this very request) skips re-encoding it; one
+        made by another learner or for another action is ignored.
+        """
         n = check_action_count(actions)
         if not isinstance(chosen_index, int) or not 0 <= chosen_index < n:
             raise ValidationError(f"chosen_index must be in 0..{n - 1}", field="chosen_index")
@@ -203,7 +228,10 @@ class Learner(ABC):
             raise ValidationError("probability must be in (0, 1]", field="probability")
         if not math.isfinite(reward):
             raise ValidationError("reward must be a finite number", field="reward")
-        self._learn(context, actions, chosen_index, float(probability), float(reward))
+        payload = None
+        if encoding is not None and encoding.learner is self and encoding.index == chosen_index:
+            payload = encoding.payload
+        self._learn(context, actions, chosen_index, float(probability), float(reward), payload)
         self.state.learns += 1
         self.state.reward_sum += reward
 
@@ -238,13 +266,25 @@ class Learner(ABC):
     @abstractmethod
     def _policy(
         self, context: Any, actions: Sequence[Any]
-    ) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Action ids, the exploration distribution before the floor, and greedy scores."""
+    ) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64], Any]:
+        """Action ids, the exploration distribution before the floor, greedy scores, and the
+        encoded request (passed to :meth:`_encode`)."""
+
+    @abstractmethod
+    def _encode(self, request: Any, index: int) -> Any:
+        """What :meth:`_learn` needs of the encoded ``request`` to learn action ``index``."""
 
     @abstractmethod
     def _learn(
-        self, context: Any, actions: Sequence[Any], chosen: int, probability: float, reward: float
-    ) -> None: ...
+        self,
+        context: Any,
+        actions: Sequence[Any],
+        chosen: int,
+        probability: float,
+        reward: float,
+        payload: Any,
+    ) -> None:
+        """Learn one reward; ``payload`` is :meth:`_encode`'s result or None (encode anew)."""
 
     @abstractmethod
     def _save_model(self, path: Path) -> None: ...
@@ -259,14 +299,17 @@ def make_ranking(
     greedy: int,
     rng: np.random.Generator,
     floor: float,
+    encode: Callable[[int], Encoding] | None = None,
 ) -> Ranking:
-    """Mix ``floor`` uniformly into ``probs``, draw the served action, and order the ranking."""
+    """Mix ``floor`` uniformly into ``probs``, draw the served action, and order the ranking
+    (with ``encode(served index)`` as its encoding)."""
     p = ((1.0 - floor) / probs.sum() * probs + floor / len(ids)).tolist()
     cdf = list(accumulate(p))
     chosen = min(bisect_right(cdf, rng.random() * cdf[-1]), len(ids) - 1)
     order = sorted(range(len(ids)), key=p.__getitem__, reverse=True)
     order.remove(chosen)
-    return Ranking((ids[chosen], *[ids[i] for i in order]), tuple(p), chosen, greedy)
+    encoding = encode(chosen) if encode is not None else None
+    return Ranking((ids[chosen], *[ids[i] for i in order]), tuple(p), chosen, greedy, encoding)
 
 
 def create_learner(config: Mapping[str, Any] | LearnerConfig | None = None) -> Learner:

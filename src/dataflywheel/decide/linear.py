@@ -13,6 +13,10 @@ features). Updates are Kalman (recursive least squares) steps on the chosen acti
 magnitude and loses little or no reward, because at affordable ``bits`` the full one suffers
 hash collisions.
 
+Per round the cost is a few small array operations: an action list is validated and hashed once
+per distinct JSON text (clients resend the same catalogue), and a rank hands its hashed request
+to the reward (:class:`~dataflywheel.decide.learner.Encoding`), which only runs the update.
+
 Probabilities are exact: Thompson sampling is run as probability matching — the chance that each
 action's posterior score is the largest is computed by deterministic quadrature, and the served
 action is drawn from exactly those probabilities (mixed with the floor).
@@ -21,6 +25,7 @@ action is drawn from exactly those probabilities (mixed with the floor).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,18 +36,21 @@ from scipy.special import ndtr, ndtri
 
 from dataflywheel.errors import ModelError
 
-from .features import FeatureHasher, parse_action, parse_context, parse_request
+from .features import FeatureHasher, JsonCache, parse_action, parse_actions, parse_context
 from .learner import Learner, LearnerConfig
 
 QUADRATURE_POINTS = 16
+_ROW_BLOCK = 64
+"""Rows of the covariance updated per step of the rank-one update (a small temporary)."""
 WEIGHTS_FILE = "weights.npz"
 
 
 @cache
 def _grid(points: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Midpoints ``u_n`` of (0, 1) and their normal quantiles ``z_n``."""
+    """Normal quantiles ``z_n`` of the midpoints ``u_n`` of (0, 1), and the weights
+    ``1 / (points · u_n)`` of the midpoint rule with action k's own factor divided out."""
     u = (np.arange(points) + 0.5) / points
-    return u, ndtri(u)
+    return ndtri(u), 1.0 / (points * u)
 
 
 def argmax_probabilities(
@@ -56,17 +64,21 @@ def argmax_probabilities(
     probabilities themselves, so logged propensities stay exact whatever this error.
     """
     sds = np.maximum(sds, 1e-12)
-    out = np.zeros(len(means))
     # Actions whose 4-sigma upper bound is below another's 4-sigma lower bound win with
     # P < 1e-9 and hardly move the others' integrals: leave them out.
-    live = np.flatnonzero(means + 4.0 * sds >= (means - 4.0 * sds).max())
-    m, sd = means[live], sds[live]
-    u, z = _grid(points)
-    s = m[:, None] + sd[:, None] * z[None, :]
-    # The product runs over all j; dividing by action k's own factor Φ(z_n) = u_n removes it.
-    cdf = ndtr((s[:, :, None] - m) / sd)
-    out[live] = (cdf.prod(axis=2) / u).mean(axis=1)
-    return out / out.sum()
+    live = means + 4.0 * sds >= (means - 4.0 * sds).max()
+    pruned = not live.all()
+    m, sd = (means[live], sds[live]) if pruned else (means, sds)
+    z, weights = _grid(points)
+    s = m[:, None] + sd[:, None] * z
+    # The product runs over all j; the weights divide action k's own factor Φ(z_n) = u_n out.
+    p = ndtr((s[:, :, None] - m) / sd).prod(axis=2) @ weights
+    p /= p.sum()
+    if not pruned:
+        return p
+    out = np.zeros(len(means))
+    out[live] = p
+    return out
 
 
 def _argmax_onehot(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -78,6 +90,32 @@ def _argmax_onehot(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _softmax(scores: npt.NDArray[np.float64], lam: float) -> npt.NDArray[np.float64]:
     e = np.exp(lam * (scores - scores.max()))
     return e / e.sum()
+
+
+@dataclass(frozen=True, slots=True)
+class _Actions:
+    """A validated action list with its hashed ``action ∪ 1`` sides, shape (actions, 1, width)."""
+
+    ids: list[str]
+    hashes: npt.NDArray[np.uint64]
+    values: npt.NDArray[np.float64]
+
+
+def merge_duplicates(
+    idx: npt.NDArray[np.intp], val: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """A sparse vector with distinct indices: values of repeated indices (hash collisions,
+    padding) summed, zeros dropped (a zero changes no weight in a Kalman step)."""
+    keep = val != 0.0
+    if not keep.all():
+        idx, val = idx[keep], val[keep]
+    order = np.argsort(idx)
+    idx, val = idx[order], val[order]
+    distinct = idx[1:] != idx[:-1]
+    if distinct.all():
+        return idx, val
+    starts = np.flatnonzero(np.concatenate(([True], distinct)))
+    return idx[starts], np.add.reduceat(val, starts)
 
 
 class LinearLearner(Learner):
@@ -95,6 +133,11 @@ class LinearLearner(Learner):
             self.cov = np.eye(dim) * config.prior_variance
         else:
             self.var = np.full(dim, config.prior_variance)
+        self._actions = JsonCache(self._parse_actions)
+
+    def _parse_actions(self, actions: Any) -> _Actions:
+        ids, feats = parse_actions(actions, id_feature=self.config.id_feature)
+        return _Actions(ids, *self.hasher.actions(feats))
 
     def _variance(
         self, idx: npt.NDArray[np.intp], val: npt.NDArray[np.float64]
@@ -110,41 +153,63 @@ class LinearLearner(Learner):
 
     def _policy(
         self, context: Any, actions: Sequence[Any]
-    ) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    ) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64], Any]:
         cfg = self.config
-        req = parse_request(context, actions, id_feature=cfg.id_feature)
-        idx, val = self.hasher.outer(req.context, req.actions)
+        acts = self._actions(actions)
+        ch, cv = self.hasher.context(parse_context(context))
+        idx, val = self.hasher.cross(ch, cv, acts.hashes, acts.values)
+        request = (ch, cv, acts)
         mu = (self.mean[idx] * val).sum(axis=(1, 2))
         if cfg.exploration == "softmax" and cfg.algorithm == "linear-ts":
-            return req.action_ids, _softmax(mu, cfg.softmax_lambda), mu
+            return acts.ids, _softmax(mu, cfg.softmax_lambda), mu, request
         sd = np.sqrt(self._variance(idx, val))
         if cfg.algorithm == "linear-ts":
-            return req.action_ids, argmax_probabilities(mu, cfg.ts_scale * sd), mu
+            return acts.ids, argmax_probabilities(mu, cfg.ts_scale * sd), mu, request
         ucb = mu + cfg.alpha * sd
         if cfg.exploration == "softmax":
-            return req.action_ids, _softmax(ucb, cfg.softmax_lambda), mu
-        return req.action_ids, _argmax_onehot(ucb), mu
+            return acts.ids, _softmax(ucb, cfg.softmax_lambda), mu, request
+        return acts.ids, _argmax_onehot(ucb), mu, request
+
+    def _encode(self, request: Any, index: int) -> Any:
+        """The hashed context and the action's side: a few hundred bytes per pending decision."""
+        ch, cv, acts = request
+        return ch, cv, acts.hashes[index, 0], acts.values[index, 0]
 
     def _learn(
-        self, context: Any, actions: Sequence[Any], chosen: int, probability: float, reward: float
+        self,
+        context: Any,
+        actions: Sequence[Any],
+        chosen: int,
+        probability: float,
+        reward: float,
+        payload: Any,
     ) -> None:
         """One Kalman step on the served action's vector (a regression oracle: no IPS weight)."""
-        _, feats = parse_action(actions[chosen], chosen, id_feature=self.config.id_feature)
-        idx, val = self.hasher.outer(parse_context(context), [feats])
-        where, inverse = np.unique(idx.ravel(), return_inverse=True)
-        x = np.bincount(inverse, weights=val.ravel())
-        residual = reward - self.mean[where] @ x
+        if payload is None:
+            _, feats = parse_action(actions[chosen], chosen, id_feature=self.config.id_feature)
+            ch, cv = self.hasher.context(parse_context(context))
+            ah, av = self.hasher.actions([feats])
+            payload = ch, cv, ah[0, 0], av[0, 0]
+        idx, val = self.hasher.cross(*payload)
+        where, x = merge_duplicates(idx.ravel(), val.ravel())
         noise = self.config.noise_variance
         if self.full:
-            u = self.cov[:, where] @ x
+            # cov is symmetric, so its rows at ``where`` are its columns there (a contiguous
+            # read). Neither product goes through BLAS: a threaded BLAS spinning on a busy
+            # machine made this step several times slower than a plain loop over the memory.
+            u = np.einsum("i,ij->j", x, self.cov[where])
             v = float(noise + x @ u[where])
-            self.mean += u * (residual / v)
-            self.cov -= np.outer(u, u / v)
+            self.mean += u * ((reward - self.mean[where] @ x) / v)
+            scaled = u / v
+            for start in range(0, len(u), _ROW_BLOCK):  # in place, a small block at a time
+                rows = slice(start, start + _ROW_BLOCK)
+                self.cov[rows] -= np.multiply.outer(u[rows], scaled)
             return
-        sx = self.var[where] * x
+        mean, var = self.mean[where], self.var[where]
+        sx = var * x
         v = float(noise + sx @ x)
-        self.mean[where] += sx * (residual / v)
-        self.var[where] -= sx * sx / v
+        self.mean[where] = mean + sx * ((reward - mean @ x) / v)
+        self.var[where] = var - sx * sx / v
 
     def _save_model(self, path: Path) -> None:
         second = {"cov": self.cov} if self.full else {"var": self.var}

@@ -26,11 +26,11 @@ import heapq
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -39,8 +39,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, update
 
 from dataflywheel.decide.apprentice import Apprentice
-from dataflywheel.decide.features import check_action_count
-from dataflywheel.decide.learner import Learner, LearnerConfig, create_learner, load_learner
+from dataflywheel.decide.features import JsonCache, check_action_count
+from dataflywheel.decide.learner import (
+    Encoding,
+    Learner,
+    LearnerConfig,
+    create_learner,
+    load_learner,
+)
 from dataflywheel.decide.tables import decisions, deployments
 from dataflywheel.errors import ConflictError, NotFoundError, ValidationError
 from dataflywheel.store.store import Store, dialect_insert
@@ -110,7 +116,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """One slot of an event: what was served, with which probability, and what became of it."""
 
@@ -127,6 +133,8 @@ class Decision:
     outcome: str = "pending"
     learned_at: float | None = None
     learned_seq: int | None = None
+    encoding: Encoding | None = None
+    """The learner's encoding of the request, kept until the decision is learned (not logged)."""
 
     @property
     def probability(self) -> float:
@@ -138,7 +146,7 @@ class Decision:
         return chosen
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """A rank call waiting for rewards until ``deadline``."""
 
@@ -185,8 +193,10 @@ class DecisionService:
         self._deployments: dict[str, Deployment] = {}
         self._lock = threading.Lock()
         self._queue_lock = threading.Lock()
-        self._inserts: list[dict[str, Any]] = []
+        self._inserts: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._updates: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._ids: list[str] = []
+        self._action_ids = JsonCache(_action_ids)
         self._saved_at = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
@@ -276,9 +286,12 @@ class DecisionService:
         """Rank ``actions`` for ``context``; excluded actions come last with probability 0."""
         now = self.clock()
         dep = self.deployment(deployment)
-        ids = _action_ids(actions)
+        ids = self._action_ids(actions)
         skip = _excluded(excluded, ids, "excludedActions")
-        candidates = [a for a, i in zip(actions, ids, strict=True) if i not in skip]
+        if skip:
+            candidates = [a for a, i in zip(actions, ids, strict=True) if i not in skip]
+        else:
+            candidates = list(actions)
         if not candidates:
             raise ValidationError("every action is excluded", field="excludedActions")
         event_id = self._new_event_id(dep, event_id)
@@ -305,7 +318,7 @@ class DecisionService:
         action when that is still free; the slot's id and features join the context."""
         now = self.clock()
         dep = self.deployment(deployment)
-        ids = _action_ids(actions)
+        ids = self._action_ids(actions)
         specs = _slots(slots, ids)
         event_id = self._new_event_id(dep, event_id)
         taken: set[str] = set()
@@ -346,12 +359,19 @@ class DecisionService:
             ranking.chosen_index,
             ranking.probabilities,
             None if deferred else now,
+            encoding=ranking.encoding,
         )
         return decision, ranking.action_ids
 
     def _new_event_id(self, dep: Deployment, event_id: str | None) -> str:
         if event_id is None:
-            return uuid.uuid4().hex
+            try:
+                return self._ids.pop()
+            except IndexError:
+                # Random ids drawn 256 at a time: one system call instead of one per rank.
+                pool = os.urandom(16 * 256).hex()
+                self._ids = [pool[i : i + 32] for i in range(32, len(pool), 32)]
+                return pool[:32]
         if not isinstance(event_id, str) or not 1 <= len(event_id) <= 256:
             raise ValidationError(
                 "eventId must be a string of 1 to 256 characters", field="eventId"
@@ -377,8 +397,8 @@ class DecisionService:
             event_id, multislot, deadline, {d.slot_id: d for d in made}, not deferred
         )
         heapq.heappush(dep.deadlines, (deadline, event_id))
-        rows = [
-            {
+        rows = {
+            (dep.name, event_id, d.slot_id): {
                 "deployment": dep.name,
                 "event_id": event_id,
                 "slot_id": d.slot_id,
@@ -397,11 +417,12 @@ class DecisionService:
                 "late_rewards": 0,
                 "outcome": "pending",
                 "learned_at": None,
+                "learned_seq": None,
             }
             for d in made
-        ]
+        }
         with self._queue_lock:
-            self._inserts.extend(rows)
+            self._inserts.update(rows)
 
     # Reward and activate ---------------------------------------------------------------------
 
@@ -496,8 +517,14 @@ class DecisionService:
             return
         learner = dep.apprentice if decision.mode == "Apprentice" else dep.learner
         learner.learn(
-            decision.context, decision.actions, decision.chosen, decision.probability, reward
+            decision.context,
+            decision.actions,
+            decision.chosen,
+            decision.probability,
+            reward,
+            encoding=decision.encoding,
         )
+        decision.encoding = None
         dep.sequence += 1
         decision.learned_at = now
         decision.learned_seq = dep.sequence
@@ -551,16 +578,23 @@ class DecisionService:
     # The log and the learner files -------------------------------------------------------------
 
     def _queue_updates(self, dep: Deployment, event_id: str, made: Sequence[Decision]) -> None:
+        """Queue the decisions' new state; a row still waiting to be inserted takes it directly,
+        so a rank rewarded within one batch is written once."""
         with self._queue_lock:
             for d in made:
                 values = {name: getattr(d, name) for name in _MUTABLE}
-                self._updates[(dep.name, event_id, d.slot_id)] = values
+                key = (dep.name, event_id, d.slot_id)
+                row = self._inserts.get(key)
+                if row is None:
+                    self._updates[key] = values
+                else:
+                    row.update(values)
 
     def flush(self) -> None:
         """Write every queued log row and update (called by the background thread and on
         demand)."""
         with self._queue_lock:
-            inserts, self._inserts = self._inserts, []
+            inserts, self._inserts = self._inserts, {}
             updates, self._updates = self._updates, {}
         if not inserts and not updates:
             return
@@ -571,7 +605,7 @@ class DecisionService:
                     statement = dialect_insert(conn, decisions).on_conflict_do_nothing(
                         index_elements=["deployment", "event_id", "slot_id"]
                     )
-                    conn.execute(statement, inserts)
+                    conn.execute(statement, list(inserts.values()))
                 if updates:
                     conn.execute(
                         update(decisions)
@@ -589,7 +623,7 @@ class DecisionService:
         except Exception:
             log.exception("decision log write failed; retrying")
             with self._queue_lock:
-                self._inserts[:0] = inserts
+                self._inserts = {**inserts, **self._inserts}
                 self._updates = {**updates, **self._updates}
             raise
 
@@ -761,7 +795,7 @@ def _as_list(context: Any) -> list[Any]:
     return list(context) if isinstance(context, list | tuple) else [context]
 
 
-def _action_ids(actions: Any) -> list[str]:
+def _action_ids(actions: Any) -> tuple[str, ...]:
     """Ids of a list of 1..50 actions; full feature validation happens in the learner."""
     check_action_count(actions)
     ids = []
@@ -772,7 +806,7 @@ def _action_ids(actions: Any) -> list[str]:
         ids.append(action_id)
     if len(set(ids)) != len(ids):
         raise ValidationError("action ids must be unique", field="actions")
-    return ids
+    return tuple(ids)
 
 
 def _excluded(excluded: Any, ids: Sequence[str], where: str) -> set[str]:

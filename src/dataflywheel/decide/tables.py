@@ -9,9 +9,39 @@ reads and what rebuilds a learner's last minutes after a crash.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 from dataflywheel.store.schema import BigId, metadata
+
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+class LogJSON(TypeDecorator[Any]):
+    """A JSON column written with orjson: every logged decision serialises its request, and the
+    standard library's encoder made that the log writer's main cost. Values orjson cannot
+    encode fall back to the standard encoder; the stored text and what reads it are unchanged."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
+        def process(value: Any) -> str | None:
+            if value is None:
+                return None
+            try:
+                return orjson.dumps(value, option=_ORJSON).decode()
+            except TypeError:
+                return json.dumps(value)
+
+        return process
+
 
 deployments = Table(
     "decision_deployments",
@@ -32,9 +62,9 @@ decisions = Table(
     Column("slot_id", String(256), nullable=False),
     Column("ts", Float, nullable=False),
     Column("mode", String(16), nullable=False),
-    Column("request", JSON, nullable=False),
-    Column("action_ids", JSON, nullable=False),
-    Column("probabilities", JSON, nullable=False),
+    Column("request", LogJSON, nullable=False),
+    Column("action_ids", LogJSON, nullable=False),
+    Column("probabilities", LogJSON, nullable=False),
     Column("chosen_index", Integer, nullable=False),
     Column("chosen_id", String(256), nullable=False),
     Column("deferred", Boolean, nullable=False),

@@ -19,7 +19,7 @@ import vowpalwabbit
 
 from dataflywheel.errors import ModelError
 
-from .features import Features, parse_request
+from .features import Features, JsonCache, parse_actions, parse_context
 from .learner import Learner, LearnerConfig
 
 MODEL_FILE = "model.vw"
@@ -54,6 +54,7 @@ class VWLearner(Learner):
         self.arguments = vw_arguments(config)
         self.workspace = vowpalwabbit.Workspace(self.arguments, quiet=True)
         self._names: dict[str, str] = {}
+        self._actions = JsonCache(self._action_lines)
 
     def _tokens(self, features: Features) -> str:
         """VW text for one namespace's features (names escaped once and memoised)."""
@@ -66,11 +67,14 @@ class VWLearner(Learner):
             out.append(f"{token}:{value}")
         return " ".join(out)
 
+    def _action_lines(self, actions: Any) -> tuple[list[str], list[str]]:
+        ids, feats = parse_actions(actions, id_feature=self.config.id_feature)
+        return ids, [f"|a {self._tokens(a)}" for a in feats]
+
     def _lines(self, context: Any, actions: Sequence[Any]) -> tuple[list[str], list[str]]:
-        req = parse_request(context, actions, id_feature=self.config.id_feature)
-        lines = [f"shared |c {self._tokens(req.context)}"]
-        lines += [f"|a {self._tokens(a)}" for a in req.actions]
-        return req.action_ids, lines
+        """Action ids and the example's lines (the action lines are built once per list)."""
+        ids, action_lines = self._actions(actions)
+        return ids, [f"shared |c {self._tokens(parse_context(context))}", *action_lines]
 
     def _floor(self, n_actions: int) -> float:
         """VW explores by itself; only the minimum-probability floor is added."""
@@ -78,15 +82,25 @@ class VWLearner(Learner):
 
     def _policy(
         self, context: Any, actions: Sequence[Any]
-    ) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    ) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64], Any]:
         ids, lines = self._lines(context, actions)
         probs = np.asarray(self.workspace.predict(lines), dtype=np.float64)
-        return ids, probs, probs
+        return ids, probs, probs, lines
+
+    def _encode(self, request: Any, index: int) -> Any:
+        """The example's lines (the action lines are shared with the cache)."""
+        return request
 
     def _learn(
-        self, context: Any, actions: Sequence[Any], chosen: int, probability: float, reward: float
+        self,
+        context: Any,
+        actions: Sequence[Any],
+        chosen: int,
+        probability: float,
+        reward: float,
+        payload: Any,
     ) -> None:
-        _, lines = self._lines(context, actions)
+        lines = list(payload) if payload is not None else self._lines(context, actions)[1]
         lines[chosen + 1] = f"0:{-reward}:{probability} {lines[chosen + 1]}"
         self.workspace.learn(lines)
 
