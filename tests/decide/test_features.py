@@ -109,3 +109,19 @@ def test_json_cache_checks_values_that_are_not_plain_json() -> None:
     assert cache([{"id": "a", "features": [{"t": "x"}]}])[1][0].names == ["t=x", "_id=a"]
     with pytest.raises(ValidationError):
         cache([{"id": "a", "features": [{"t": Tag("x")}]}])
+
+
+def test_json_cache_stays_bounded() -> None:
+    built: list[object] = []
+
+    def build(value: object) -> int:
+        built.append(value)
+        return len(built)
+
+    cache = JsonCache(build, size=4)
+    for i in range(10):
+        cache([i])
+    cache([9])
+    assert len(built) == 10  # the latest entries are kept
+    cache([0])
+    assert len(built) == 11  # early ones were dropped

@@ -211,7 +211,7 @@ class JsonCache(Generic[T]):
         built = self._build(value)
         if not any(null in key for null in _NULLS):
             if len(self._items) >= self._size:
-                self._items.pop(next(iter(self._items)), None)
+                self._items.clear()  # atomic, so safe from any thread; refills as lists recur
             self._items[key] = built
         return built
 
