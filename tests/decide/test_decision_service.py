@@ -295,3 +295,19 @@ def test_generated_event_ids_are_unique_hex(service: DecisionService) -> None:
     ids = {service.rank([], ACTIONS).event_id for _ in range(600)}
     assert len(ids) == 600
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_pending_decisions_share_one_private_copy_of_the_actions(
+    service: DecisionService, store: Store
+) -> None:
+    """Memory per pending event stays small, and a caller changing its dicts changes nothing."""
+    mine = [{"id": a["id"], "features": [dict(f) for f in a["features"]]} for a in ACTIONS]
+    service.rank([{"x": 1}], mine, event_id="e1")
+    service.rank([{"x": 2}], [dict(a) for a in mine], event_id="e2")
+    pending = service.deployment().pending
+    first, second = pending["e1"].decisions[""], pending["e2"].decisions[""]
+    assert first.actions[0] is second.actions[0] and first.actions[0] is not mine[0]
+    mine[0]["features"][0]["kind"] = "changed"
+    service.flush()
+    assert _row(store, "e1")["request"] == {"context": [{"x": 1}], "actions": ACTIONS}
+    assert first.actions == ACTIONS

@@ -125,3 +125,18 @@ def test_json_cache_stays_bounded() -> None:
     assert len(built) == 10  # the latest entries are kept
     cache([0])
     assert len(built) == 11  # early ones were dropped
+
+
+def test_a_private_json_cache_builds_from_its_own_copy() -> None:
+    seen: list[object] = []
+
+    def build(value: object) -> object:
+        seen.append(value)
+        return value
+
+    cache = JsonCache(build, private=True)
+    plain = [{"id": "a"}]
+    assert cache(plain) == plain and seen[-1] is not plain
+    assert cache([{"id": "a"}]) is seen[-1]
+    with_null = [{"id": "a", "p": None}]
+    assert cache(with_null) is with_null  # never cached, so the caller's own object

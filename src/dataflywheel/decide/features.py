@@ -193,11 +193,18 @@ class JsonCache(Generic[T]):
     flattening and hashing happen once, for the price of one ``orjson.dumps``. Values are read
     as their JSON text; a value that is not plain JSON, or holds ``null`` (NaN and infinities
     also serialise as ``null``), always takes the checked path. Failures are never cached.
+
+    With ``private=True`` a value that will be cached is built from a fresh copy parsed from its
+    JSON text instead of the caller's object, so a result may keep that copy: everything built
+    from the same text then shares one copy that no caller can change.
     """
 
-    def __init__(self, build: Callable[[Any], T], size: int = 256) -> None:
+    def __init__(
+        self, build: Callable[[Any], T], size: int = 256, *, private: bool = False
+    ) -> None:
         self._build = build
         self._size = size
+        self._private = private
         self._items: dict[bytes, T] = {}
 
     def __call__(self, value: Any) -> T:
@@ -208,11 +215,12 @@ class JsonCache(Generic[T]):
         hit = self._items.get(key)
         if hit is not None:
             return hit
-        built = self._build(value)
-        if not any(null in key for null in _NULLS):
-            if len(self._items) >= self._size:
-                self._items.clear()  # atomic, so safe from any thread; refills as lists recur
-            self._items[key] = built
+        if any(null in key for null in _NULLS):
+            return self._build(value)
+        built = self._build(orjson.loads(key) if self._private else value)
+        if len(self._items) >= self._size:
+            self._items.clear()  # atomic, so safe from any thread; refills as lists recur
+        self._items[key] = built
         return built
 
 

@@ -196,7 +196,7 @@ class DecisionService:
         self._inserts: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._updates: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._ids: list[str] = []
-        self._action_ids = JsonCache(_action_ids)
+        self._catalogue = JsonCache(_catalogue, private=True)
         self._saved_at = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
@@ -286,7 +286,7 @@ class DecisionService:
         """Rank ``actions`` for ``context``; excluded actions come last with probability 0."""
         now = self.clock()
         dep = self.deployment(deployment)
-        ids = self._action_ids(actions)
+        ids, actions = self._catalogue(actions)
         skip = _excluded(excluded, ids, "excludedActions")
         if skip:
             candidates = [a for a, i in zip(actions, ids, strict=True) if i not in skip]
@@ -318,7 +318,7 @@ class DecisionService:
         action when that is still free; the slot's id and features join the context."""
         now = self.clock()
         dep = self.deployment(deployment)
-        ids = self._action_ids(actions)
+        ids, actions = self._catalogue(actions)
         specs = _slots(slots, ids)
         event_id = self._new_event_id(dep, event_id)
         taken: set[str] = set()
@@ -793,6 +793,13 @@ def _as_list(context: Any) -> list[Any]:
     if context is None:
         return []
     return list(context) if isinstance(context, list | tuple) else [context]
+
+
+def _catalogue(actions: Any) -> tuple[tuple[str, ...], Sequence[Any]]:
+    """Validated ids of an action list, and the list. Built from the cache's private copy, so
+    the pending decisions of every rank with the same actions share one copy of them (rank
+    rate × wait time decisions are held in memory)."""
+    return _action_ids(actions), actions
 
 
 def _action_ids(actions: Any) -> tuple[str, ...]:
