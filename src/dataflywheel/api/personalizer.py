@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from dataflywheel.api.deps import require, wheel_of
 from dataflywheel.api.schemas import ERROR_RESPONSES
@@ -354,3 +356,40 @@ def decisions_status(request: Request) -> dict[str, Any]:
     """Every deployment's settings, counters and apprentice agreement."""
     service = service_of(request)
     return {"deployments": [service.status(name) for name in service.names()]}
+
+
+_ANSWERED = tuple(
+    (
+        route.path_regex,
+        route.path,
+        route.get_route_handler() if route.endpoint in (rank, reward) else None,
+    )
+    for route in personalizer_routes.routes
+    if isinstance(route, PersonalizerRoute) and "POST" in (route.methods or ())
+)
+"""The POST routes in routing order: (path pattern, path, handler if rank or reward)."""
+
+
+async def answer(app: Any, scope: AsgiScope, receive: Receive, send: Send) -> bool:
+    """Answer a rank or reward call without the middleware stack, with the same responses,
+    error bodies and request metrics as through it; False, sending nothing, for any other
+    request. A round is two such calls, and the stack costs more than the decision."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return False
+    path = scope["path"]
+    found = next(((m, entry) for entry in _ANSWERED if (m := entry[0].match(path))), None)
+    if found is None:
+        return False
+    match, (_, route_path, handler) = found
+    if handler is None:
+        return False
+    scope["app"] = app
+    scope["path_params"] = match.groupdict()
+    status = 500
+    try:
+        response = await handler(Request(scope, receive))
+        status = response.status_code
+        await response(scope, receive, send)
+    finally:
+        app.state.metrics.requests.labels(route_path, f"{status // 100}xx").inc()
+    return True
