@@ -9,15 +9,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
-from sqlalchemy import insert
+import orjson
+from sqlalchemy import Connection
 
-from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)
 BATCH = 5_000
+LINGER_SECONDS = 0.05
+"""How long the writer waits for more impressions before a commit: at hundreds of requests a
+second this turns one commit (and fsync) per request into a few per second."""
 
 
 class ImpressionLog:
@@ -49,30 +53,79 @@ class ImpressionLog:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            records: list[dict[str, Any]] = []
-            waiters: list[threading.Event] = []
-            stop = False
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
-                    waiters.append(item)
-                else:
-                    records.append(item)
-                if len(records) >= BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            records, waiters, stop = self._collect(self._queue.get())
             if records:
                 try:
                     with self.store.write() as conn:
-                        conn.execute(insert(schema.impressions), records)
+                        insert_impressions(conn, records)
                 except Exception:  # the log must keep running; events are unaffected
                     log.exception("could not store %d impressions", len(records))
             for waiter in waiters:
                 waiter.set()
             if stop:
                 return
+
+    def _collect(
+        self, item: dict[str, Any] | threading.Event | None
+    ) -> tuple[list[dict[str, Any]], list[threading.Event], bool]:
+        """The next batch: what arrives within ``LINGER_SECONDS`` of ``item`` (one commit for
+        many requests), cut short by a full batch, a flush or a close."""
+        records: list[dict[str, Any]] = []
+        waiters: list[threading.Event] = []
+        deadline = time.monotonic() + LINGER_SECONDS
+        while True:
+            if item is None:
+                return records, waiters, True
+            if isinstance(item, threading.Event):
+                waiters.append(item)
+            else:
+                records.append(item)
+            if len(records) >= BATCH:
+                return records, waiters, False
+            try:
+                if waiters:
+                    item = self._queue.get_nowait()
+                else:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return records, waiters, False
+
+
+COLUMNS = (
+    "recommendation_id",
+    "user_idx",
+    "user_id",
+    "ts",
+    "model_version",
+    "policy",
+    "experiment_id",
+    "arm",
+    "item_ids",
+    "scores",
+    "propensities",
+    "context",
+)
+JSON_COLUMNS = frozenset({"item_ids", "scores", "propensities", "context"})
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def insert_impressions(conn: Connection, records: list[dict[str, Any]]) -> None:
+    """One driver-level executemany with the JSON columns encoded by orjson (a third of the
+    per-row cost of a Core insert, which encodes each JSON value in Python)."""
+    marker = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = (
+        f"INSERT INTO impressions ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join([marker] * len(COLUMNS))})"
+    )
+    rows = [
+        tuple(
+            _encode(record.get(column)) if column in JSON_COLUMNS else record.get(column)
+            for column in COLUMNS
+        )
+        for record in records
+    ]
+    conn.exec_driver_sql(sql, rows)
+
+
+def _encode(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, option=JSON_OPTIONS).decode()
