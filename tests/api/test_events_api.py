@@ -53,6 +53,18 @@ def test_fast_and_slow_paths_agree_on_rejections(client: TestClient) -> None:
     ]
 
 
+def test_nul_characters_are_rejected_per_event(client: TestClient) -> None:
+    body = {
+        "events": [
+            {"user_id": "u\x00", "type": "click"},
+            {"user_id": "u", "item_id": "i", "type": "click", "context": {"note": "a\x00b"}},
+        ]
+    }
+    payload = client.post("/v1/events", json=body).json()
+    assert payload["accepted"] == 1
+    assert [(r["index"], r["field"]) for r in payload["rejected"]] == [(0, "user_id")]
+
+
 def test_retry_reports_duplicates(client: TestClient) -> None:
     body = {"events": [{"event_id": f"e{i}", "user_id": "u", "type": "click"} for i in range(10)]}
     assert client.post("/v1/events", json=body).json()["accepted"] == 10

@@ -55,6 +55,7 @@ def test_minimal_event_gets_defaults() -> None:
         ({"user_id": "u", "type": "click", "context": {"x": "y" * 10_000}}, "context"),
         ({"user_id": "u", "type": "click", "userId": "u"}, "userId"),
         ({"user_id": "u" * 300, "type": "click"}, "user_id"),
+        ({"user_id": "u", "type": "click", "event_id": "e\x00"}, "event_id"),
         ("not an object", "event"),
     ],
 )

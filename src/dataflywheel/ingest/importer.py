@@ -233,6 +233,7 @@ class EventImporter:
         invalid(
             (user_len == 0) | (user_len > max_len), "user_id", f"must be 1 to {max_len} characters"
         )
+        invalid(_has_nul(users), "user_id", "must not contain NUL characters")
 
         items_col = _column(batch, mapping, "item_id")
         items = _as_strings(items_col) if items_col is not None else pa.nulls(n, pa.string())
@@ -241,6 +242,7 @@ class EventImporter:
         invalid(
             (item_len == 0) | (item_len > max_len), "item_id", f"must be 1 to {max_len} characters"
         )
+        invalid(_has_nul(items), "item_id", "must not contain NUL characters")
 
         types_col = _column(batch, mapping, "type")
         if types_col is None:
@@ -269,6 +271,11 @@ class EventImporter:
             "missing or not a time after 1990",
         )
         invalid(stamps > now + self.settings.max_future_seconds, "timestamp", "is in the future")
+
+        for name in ("event_id", "recommendation_id"):
+            optional = _column(batch, mapping, name)
+            if optional is not None:
+                invalid(_has_nul(_as_strings(optional)), name, "must not contain NUL characters")
 
         keep = pa.array(ok)
         kept = int(ok.sum())
@@ -312,6 +319,12 @@ class EventImporter:
     def _count(self, now: float, accepted: int, duplicates: int, rejected: int) -> None:
         with self.store.write() as conn:
             self.store.record_ingest(conn, _day(now), accepted, duplicates, rejected)
+
+
+def _has_nul(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows holding a NUL character, which PostgreSQL text cannot store."""
+    found = pc.match_substring(strings, "\x00").fill_null(False)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _dense(

@@ -83,6 +83,9 @@ class EventValidator:
             raise ValidationError(
                 f"must be 1 to {self.settings.max_id_length} characters", field=field
             )
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; refusing it everywhere keeps both stores alike.
+            raise ValidationError("must not contain NUL characters", field=field)
         return value
 
     def check_type(self, event_type: str) -> None:

@@ -41,8 +41,9 @@ def decode_batch(
     body: bytes, settings: Settings, validator: EventValidator, now: float
 ) -> tuple[list[Event], list[dict[str, object]]] | None:
     """Valid events and rejections of a well-typed body, or None when the body needs the
-    per-event path (a type error somewhere, or ids longer than the configured limit)."""
-    if settings.max_id_length < 256:
+    per-event path (a type error somewhere, ids longer than the configured limit, or an
+    escaped NUL character, which JSON can only spell ``\\u0000``)."""
+    if settings.max_id_length < 256 or b"\\u0000" in body:
         return None
     try:
         batch = _decoder.decode(body)
