@@ -65,6 +65,14 @@ def test_nul_characters_are_rejected_per_event(client: TestClient) -> None:
     assert [(r["index"], r["field"]) for r in payload["rejected"]] == [(0, "user_id")]
 
 
+def test_unknown_types_longer_than_the_column_are_rejected(client: TestClient) -> None:
+    client.app.state.wheel.settings.accept_unknown_types = True  # type: ignore[attr-defined]
+    body = {"events": [{"user_id": "u", "type": "t" * 65}, {"user_id": "u", "type": "t" * 64}]}
+    payload = client.post("/v1/events", json=body).json()
+    assert payload["accepted"] == 1
+    assert [(r["index"], r["field"]) for r in payload["rejected"]] == [(0, "type")]
+
+
 def test_retry_reports_duplicates(client: TestClient) -> None:
     body = {"events": [{"event_id": f"e{i}", "user_id": "u", "type": "click"} for i in range(10)]}
     assert client.post("/v1/events", json=body).json()["accepted"] == 10

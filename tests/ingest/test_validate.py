@@ -27,6 +27,16 @@ def check(raw: object) -> str | None:
     return None
 
 
+def test_unknown_types_still_fit_the_type_column() -> None:
+    open_validator = EventValidator(
+        load_settings(db="sqlite:///:memory:").model_copy(update={"accept_unknown_types": True})
+    )
+    assert open_validator.validate({"user_id": "u", "type": "t" * 64}, NOW).type == "t" * 64
+    with pytest.raises(ValidationError) as caught:
+        open_validator.validate({"user_id": "u", "type": "t" * 65}, NOW)
+    assert caught.value.field == "type"
+
+
 def test_minimal_event_gets_defaults() -> None:
     event = validator.validate({"user_id": "u1", "type": "click"}, NOW)
     assert event.value == 1.0

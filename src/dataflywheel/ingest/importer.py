@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from dataflywheel.errors import ValidationError
 from dataflywheel.ingest.service import _day
-from dataflywheel.ingest.validate import MIN_TIMESTAMP, parse_timestamp
+from dataflywheel.ingest.validate import MIN_TIMESTAMP, TYPE_MAX_LENGTH, parse_timestamp
 from dataflywheel.store.bulk import EventRow, insert_events
 from dataflywheel.store.store import Kind, Store
 
@@ -251,6 +251,8 @@ class EventImporter:
             types = pa.array([default_type] * n, pa.string())
         else:
             types = _as_strings(types_col)
+        type_len = pc.utf8_length(types).fill_null(0).to_numpy(zero_copy_only=False)
+        invalid(type_len > TYPE_MAX_LENGTH, "type", f"must be 1 to {TYPE_MAX_LENGTH} characters")
         if not self.settings.accept_unknown_types:
             known = pa.array(sorted(self.settings.signals), pa.string())
             invalid(

@@ -20,6 +20,8 @@ from dataflywheel.errors import ValidationError
 FIELDS = frozenset(
     {"event_id", "user_id", "item_id", "type", "value", "timestamp", "recommendation_id", "context"}
 )
+# The width of events.type: PostgreSQL refuses longer values (SQLite would store them).
+TYPE_MAX_LENGTH = 64
 # Earliest accepted timestamp (1990-01-01): older ones are almost always unit mistakes.
 MIN_TIMESTAMP = 631_152_000.0
 
@@ -93,6 +95,8 @@ class EventValidator:
             raise ValidationError(
                 f"unknown event type {event_type!r}; configure it under [signals]", field="type"
             )
+        if len(event_type) > TYPE_MAX_LENGTH:
+            raise ValidationError(f"must be 1 to {TYPE_MAX_LENGTH} characters", field="type")
 
     @staticmethod
     def check_value(value: float) -> None:

@@ -13,7 +13,13 @@ import msgspec
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.validate import MIN_TIMESTAMP, Event, EventValidator, new_event_id
+from dataflywheel.ingest.validate import (
+    MIN_TIMESTAMP,
+    TYPE_MAX_LENGTH,
+    Event,
+    EventValidator,
+    new_event_id,
+)
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NULL = msgspec.Raw(b"null")
@@ -66,7 +72,7 @@ def decode_batch(
             isinstance(ts, float)
             and MIN_TIMESTAMP <= ts <= horizon
             and wire.context is _NULL
-            and (known is None or wire.type in known)
+            and (wire.type in known if known is not None else len(wire.type) <= TYPE_MAX_LENGTH)
         ):
             append(
                 Event(
