@@ -45,7 +45,7 @@ def test_keys_are_created_once_and_found(wheel: dfw.Flywheel) -> None:
     assert len(set(found.values())) == len(keys)
     with wheel.store.read() as conn:
         created: dict[str, float] = dict(
-            conn.exec_driver_sql("SELECT user_id, created_at FROM users").tuples().all()
+            conn.exec_driver_sql("SELECT user_id, created_at FROM users").all()
         )
     assert created["user-0"] == 1.0 and created["user-2499"] == 2.0
 
