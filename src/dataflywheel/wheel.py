@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from dataflywheel import insight
 from dataflywheel.config import Settings, load_settings
-from dataflywheel.experiments.store import guard_promotion
 from dataflywheel.ingest.service import Batch, Ingestor, IngestResult
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
-from dataflywheel.loop.scheduler import Loop
-from dataflywheel.serve.service import RecommendationService
 from dataflywheel.store.store import Store
+
+if TYPE_CHECKING:
+    from dataflywheel.loop.scheduler import Loop
+    from dataflywheel.serve.service import RecommendationService
+
+# The loop, serving and insight (scipy.stats, scikit-learn) are imported on first use, so that
+# ingestion-only work (`flywheel import`, the CLI's help) starts in a fraction of the time.
 
 
 class Flywheel:
@@ -26,13 +30,21 @@ class Flywheel:
         self.ingestor = Ingestor(self.store)
         self.registry = Registry(self.store)
         self.trainer = Trainer(self.store, self.registry, settings.artifacts_dir())
-        self.loop = Loop(self.store, self.registry, self.trainer, settings)
         self._serving: RecommendationService | None = None
+
+    @cached_property
+    def loop(self) -> Loop:
+        """The background loop's steps (retrain, gates, promotion), created on first use."""
+        from dataflywheel.loop.scheduler import Loop
+
+        return Loop(self.store, self.registry, self.trainer, self.settings)
 
     @property
     def serving(self) -> RecommendationService:
         """The serving state (champion, histories, catalogue), created on first use."""
         if self._serving is None:
+            from dataflywheel.serve.service import RecommendationService
+
             self._serving = RecommendationService(self.store, self.registry, self.settings)
         return self._serving
 
@@ -172,12 +184,16 @@ class Flywheel:
         return self.registry.versions()
 
     def promote(self, version: str, reason: str = "manual promotion") -> dict[str, Any]:
+        from dataflywheel.experiments.store import guard_promotion
+
         guard_promotion(self.store, version)
         promoted = self.registry.promote(version, reason)
         self._champion_changed()
         return promoted
 
     def rollback(self, reason: str = "manual rollback") -> dict[str, Any]:
+        from dataflywheel.experiments.store import guard_promotion
+
         guard_promotion(self.store, None)
         restored = self.registry.rollback(reason)
         self._champion_changed()
@@ -193,11 +209,15 @@ class Flywheel:
         self, start: str | None = None, end: str | None = None, grain: str = "day"
     ) -> dict[str, Any]:
         """The ``GET /v1/kpis`` object: daily (or weekly, monthly) KPIs over a date range."""
+        from dataflywheel import insight
+
         self.flush()
         return insight.kpis(self.store, start, end, grain)
 
     def health(self) -> dict[str, Any]:
         """The ``GET /v1/health/flywheel`` object: a verdict per flywheel condition."""
+        from dataflywheel import insight
+
         self.flush()
         return insight.health(self.store)
 
