@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        gc.unfreeze()  # an app shut down in a longer-lived process can then be collected
         if run_loop:
             loop.stop()
         writer.close()
