@@ -47,6 +47,13 @@ def worlds(answer: dict[str, object]) -> list[str]:
     return [item["item_id"][0] for item in answer["items"]]  # type: ignore[index]
 
 
+def ranked_worlds(answer: dict[str, object]) -> list[str]:
+    """Worlds of the slots the model ranked; exploration's random slots (propensity ε / rest)
+    are left out, so the check does not fail when a few slots were explored."""
+    items = answer["items"]
+    return [i["item_id"][0] for i in items if i["propensity"] > 0.5]  # type: ignore[attr-defined]
+
+
 def test_a_click_moves_the_next_list_toward_similar_items(trained: dfw.Flywheel) -> None:
     newcomer = trained.recommend("stranger", 6)
     assert newcomer["model_version"] is None  # cold start: popular items
@@ -54,13 +61,15 @@ def test_a_click_moves_the_next_list_toward_similar_items(trained: dfw.Flywheel)
     trained.track(user_id="stranger", item_id="b5", type="click")
     after = trained.recommend("stranger", 6)
     assert after["model_version"] == "v1"
-    assert worlds(after).count("b") >= 5
+    ranked = ranked_worlds(after)
+    assert len(ranked) >= 3 and set(ranked) == {"b"}, worlds(after)
     assert {"b3", "b5"}.isdisjoint(i["item_id"] for i in after["items"])
 
 
 def test_known_users_get_their_world_and_consumed_items_are_excluded(trained: dfw.Flywheel) -> None:
     answer = trained.recommend("u0", 5)
-    assert worlds(answer).count("a") >= 4
+    ranked = ranked_worlds(answer)
+    assert len(ranked) >= 3 and set(ranked) == {"a"}, worlds(answer)
     with trained.store.read() as conn:
         seen = {
             row[0]
