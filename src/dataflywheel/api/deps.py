@@ -17,11 +17,20 @@ def wheel_of(request: Request) -> Flywheel:
 
 
 def bearer_key(request: Request) -> str | None:
-    """The key from ``Authorization: Bearer`` or the Personalizer SDKs' subscription header."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("ocp-apim-subscription-key")
+    """The key from ``Authorization: Bearer`` or the Personalizer SDKs' subscription header.
+
+    One pass over the raw headers: this runs on every request, and Starlette's header mapping
+    scans them once per lookup.
+    """
+    authorization = subscription = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"ocp-apim-subscription-key" and subscription is None:
+            subscription = value.decode("latin-1")
+    if authorization is not None and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return subscription
 
 
 def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, None]]:

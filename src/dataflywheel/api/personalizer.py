@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from dataflywheel.api.deps import require, wheel_of
+from dataflywheel.api.deps import bearer_key, require, wheel_of
 from dataflywheel.api.schemas import ERROR_RESPONSES
 from dataflywheel.decide.service import DEFAULT_DEPLOYMENT, DecisionService
 from dataflywheel.errors import (
@@ -81,27 +81,13 @@ class PersonalizerRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 keys: KeyRing = request.app.state.keys
-                keys.check(_request_key(request), scope)
+                keys.check(bearer_key(request), scope)
                 params = request.path_params
                 return await endpoint(request, *[params[name] for name in names])
             except FlywheelError as exc:
                 return _personalizer_error(exc)
 
         return route
-
-
-def _request_key(request: Request) -> str | None:
-    """``deps.bearer_key`` in one pass over the raw headers (this runs on every rank and reward;
-    Starlette's header mapping scans them once per lookup)."""
-    authorization = subscription = None
-    for name, value in request.scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"ocp-apim-subscription-key" and subscription is None:
-            subscription = value.decode("latin-1")
-    if authorization is not None and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return subscription
 
 
 _lock = threading.Lock()

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select
 
 from dataflywheel.config import RolloutSettings, Settings
 from dataflywheel.errors import FlywheelError
@@ -31,7 +30,6 @@ from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import Snapshot, take_snapshot
 from dataflywheel.learn.trainer import Holdout
 from dataflywheel.loop.shadow import shadow_report
-from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
 K = 10
@@ -83,7 +81,8 @@ class Rollout:
         search already scored on this very split (itself, the champion's configuration as the
         incumbent) is not fitted again."""
         metrics = candidate["metrics"]
-        fresh = _watermark(self.store, candidate["snapshot_id"]) == self.store.latest_event_id()
+        trained_on = self.store.snapshot_watermark(candidate["snapshot_id"])
+        fresh = trained_on == self.store.latest_event_id()
         holdout: Holdout | None = None
 
         def refit(version: dict[str, Any]) -> dict[str, Any]:
@@ -243,13 +242,6 @@ def _step(action: str, version: str | None, reason: str, gates: list[Gate]) -> d
         "reason": reason,
         "gates": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in gates],
     }
-
-
-def _watermark(store: Store, snapshot_id: str) -> int | None:
-    s = schema.snapshots.c
-    with store.read() as conn:
-        found = conn.execute(select(s.watermark).where(s.id == snapshot_id)).scalar()
-    return None if found is None else int(found)
 
 
 def _entered(registry: Registry, version: str, status: str) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import FlywheelError, TrainingError
@@ -60,15 +60,10 @@ class Loop:
     def due(self, now: float) -> tuple[bool, str]:
         """Whether to retrain: new events since the champion's snapshot, or time since it."""
         champion = self.registry.champion()
-        with self.store.read() as conn:
-            latest = int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
-            if champion is None:
-                return latest > 0, "no model yet"
-            s = schema.snapshots.c
-            watermark = conn.execute(
-                select(s.watermark).where(s.id == champion["snapshot_id"])
-            ).scalar_one()
-        new_events = latest - int(watermark)
+        latest = self.store.latest_event_id()
+        if champion is None:
+            return latest > 0, "no model yet"
+        new_events = latest - (self.store.snapshot_watermark(champion["snapshot_id"]) or 0)
         if new_events >= self.settings.retrain_min_new_events:
             return True, f"{new_events} new events since {champion['version']}"
         age = now - champion["created_at"]

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ModelError, NotFoundError, ValidationError
@@ -30,7 +29,6 @@ from dataflywheel.loop.shadow import ShadowJob, SidecarLog
 from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
-from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -118,12 +116,10 @@ class RecommendationService:
             histories = Histories(self.store, read_events(self.store, upto=0)[0], 0)
             return Served(None, None, {}, histories, np.zeros(0))
         model = load_model(champion["artifact"])
-        s = schema.snapshots.c
-        with self.store.read() as conn:
-            watermark = conn.execute(
-                select(s.watermark).where(s.id == champion["snapshot_id"])
-            ).scalar_one()
-        events, _ = read_events(self.store, upto=int(watermark))
+        watermark = self.store.snapshot_watermark(champion["snapshot_id"])
+        if watermark is None:
+            raise ModelError(f"snapshot {champion['snapshot_id']} of {champion['version']} is gone")
+        events, _ = read_events(self.store, upto=watermark)
         positive = events.weight > 0
         popularity = np.bincount(events.item_idx[positive], minlength=model.n_items).astype(float)
         histories = Histories(self.store, events, int(watermark))

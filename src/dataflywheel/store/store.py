@@ -69,6 +69,13 @@ class Store:
         with self.read() as conn:
             return int(conn.execute(select(func.max(schema.events.c.id))).scalar_one() or 0)
 
+    def snapshot_watermark(self, snapshot_id: str) -> int | None:
+        """The highest event id in a recorded snapshot (None for an unknown snapshot)."""
+        s = schema.snapshots.c
+        with self.read() as conn:
+            found = conn.execute(select(s.watermark).where(s.id == snapshot_id)).scalar()
+        return None if found is None else int(found)
+
     # Dense ids -----------------------------------------------------------------------------
 
     def resolve_ids(
