@@ -182,3 +182,12 @@ def test_action_dist_helpers_feed_off_policy() -> None:
     )
     assert result["ipw"].low <= truth <= result["ipw"].high
     assert result["snipw"].value == pytest.approx(truth, abs=0.03)
+
+
+def test_epsilon_greedy_with_fewer_outsiders_than_explored_slots() -> None:
+    """Four candidates, three slots, ε near 1: never more replacements than outsiders."""
+    policy = make_policy({"name": "epsilon_greedy", "epsilon": 0.99})
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        ranked = policy.rank(IDS[:4], SCORES[:4], 3, rng)
+        assert len(set(ranked.items.tolist())) == 3

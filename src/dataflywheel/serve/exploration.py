@@ -135,6 +135,9 @@ class EpsilonGreedy(Policy):
         if rest == 0:
             return top, np.ones(k), np.ones(k)
         replace = rng.random(k) < self.epsilon
+        # Fewer candidates outside the top k than slots drawn for exploration (a tiny pool):
+        # only the first ``rest`` of those slots can take a distinct outsider.
+        replace[np.flatnonzero(replace)[rest:]] = False
         m = int(replace.sum())
         chosen = top.copy()
         if m:
