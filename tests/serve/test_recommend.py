@@ -145,3 +145,26 @@ def test_rollback_and_promote(trained: dfw.Flywheel) -> None:
     assert restored["version"] == "v1"
     history = [(t["version"], t["to"]) for t in trained.registry.transitions()]
     assert history[-2:] == [(second["version"], "retired"), ("v1", "champion")]
+
+
+def test_requests_do_not_wait_for_a_periodic_check_running_elsewhere(
+    trained: dfw.Flywheel,
+) -> None:
+    import threading
+    import time
+
+    service = trained.serving
+    assert trained.recommend("u0", 3)["model_version"] == "v1"
+    answers: list[dict[str, object]] = []
+    # Another thread is in the middle of the champion and catalogue checks (both due).
+    with service._lock, service.catalog._lock:
+        service._checked_at = time.monotonic() - 60
+        service.catalog._loaded_at = time.monotonic() - 60
+        assert not service.fresh()
+        worker = threading.Thread(target=lambda: answers.append(trained.recommend("u1", 3)))
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    assert answers[0]["model_version"] == "v1"
+    service.refresh()
+    assert service.fresh()

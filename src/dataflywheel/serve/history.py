@@ -15,8 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from dataflywheel.learn.matrix import decay_weights, recency_weights
-from dataflywheel.learn.snapshot import EventArrays, events_query, read_events
+from dataflywheel.learn.snapshot import EventArrays, EventTail
 from dataflywheel.store.store import Store
+
+ROW_CACHE_SIZE = 50_000
+"""Users whose model input rows are kept (a few kB each on MovieLens-like histories)."""
 
 
 class Histories:
@@ -31,8 +34,10 @@ class Histories:
         self._times = events.timestamp[order]
         self._tail: dict[int, list[tuple[int, float, float]]] = {}
         self._tail_item_counts: dict[int, float] = {}
+        self._rows: dict[tuple[int, int, tuple[Any, ...]], tuple[int, sp.csr_matrix, np.ndarray]]
+        self._rows = {}
         self.watermark = watermark
-        self._query = events_query(store.settings)
+        self._tail_reader = EventTail(store)
         self._lock = threading.Lock()
         self._read_started = -np.inf
 
@@ -47,7 +52,9 @@ class Histories:
             if self._read_started >= arrived:
                 return
             self._read_started = time.monotonic()
-            fresh, last = read_events(self.store, after=self.watermark, query=self._query)
+            fresh, last = self._tail_reader.read(self.watermark)
+            if not len(fresh):
+                return
             for user, item, weight, ts in zip(
                 fresh.user_idx.tolist(),
                 fresh.item_idx.tolist(),
@@ -82,8 +89,23 @@ class Histories:
         """The model's input row for ``user`` and the ids of every item the user acted on.
 
         The same weights as :func:`build_matrix` gives the user's row in training (decay,
-        recency, sum per item, clipped at 0), computed directly for one user.
+        recency, sum per item, clipped at 0), computed directly for one user; kept until the
+        user's next event, since most requests come from users who did nothing new since.
         """
+        key = (user, n_items, tuple(sorted(matrix_params.items())))
+        version = len(self._tail.get(user, ()))
+        cached = self._rows.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        row, consumed = self._row(user, n_items, matrix_params)
+        if len(self._rows) >= ROW_CACHE_SIZE:
+            self._rows.clear()
+        self._rows[key] = (version, row, consumed)
+        return row, consumed
+
+    def _row(
+        self, user: int, n_items: int, matrix_params: dict[str, Any]
+    ) -> tuple[sp.csr_matrix, np.ndarray]:
         items, weights, times = self.events_of(user)
         consumed = np.unique(items[weights != 0])
         inside = items < n_items

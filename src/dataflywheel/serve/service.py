@@ -91,6 +91,22 @@ class RecommendationService:
         self.router.invalidate()
         self.impressions.invalidate()
 
+    def refresh(self) -> None:
+        """Run the periodic checks of the champion and the catalogue that are due (what
+        :meth:`fresh` reports); a check already running in another thread is not waited for."""
+        self.served()
+        self.catalog.refresh()
+
+    def fresh(self) -> bool:
+        """Whether a request would be answered from loaded state, with no periodic check of the
+        champion (which may load a model) or of the catalogue due."""
+        now = time.monotonic()
+        return (
+            self._served is not None
+            and now - self._checked_at < CHAMPION_CHECK_SECONDS
+            and self.catalog.fresh(now)
+        )
+
     # The champion ---------------------------------------------------------------------------
 
     def served(self) -> Served:
@@ -98,7 +114,12 @@ class RecommendationService:
         now = time.monotonic()
         if self._served is not None and now - self._checked_at < CHAMPION_CHECK_SECONDS:
             return self._served
-        with self._lock:
+        # While another thread checks (or loads a new champion), answer with the current one,
+        # unless there is none yet or this process changed the champion (invalidate()).
+        if not self._lock.acquire(blocking=self._served is None or self._checked_at == -np.inf):
+            assert self._served is not None
+            return self._served
+        try:
             self._checked_at = now
             champion = self.registry.champion()
             version = None if champion is None else champion["version"]
@@ -110,6 +131,8 @@ class RecommendationService:
                     if self._served is None:
                         self._served = self._load(None)
             return self._served
+        finally:
+            self._lock.release()
 
     def _load(self, champion: dict[str, Any] | None) -> Served:
         if champion is None:
@@ -354,7 +377,8 @@ class RecommendationService:
                 found[position] = consumed
         if not rows:
             return {}
-        model_scores = served.model.score(sp.vstack(rows, format="csr"), np.arange(n_items))
+        stacked = rows[0] if len(rows) == 1 else sp.vstack(rows, format="csr")
+        model_scores = served.model.score(stacked, np.arange(n_items))
         width = min(size, n_items)
         out = {}
         for j, (position, consumed) in enumerate(found.items()):

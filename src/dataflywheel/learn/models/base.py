@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dataflywheel.errors import ModelError, ValidationError
+from dataflywheel.learn.models._item_item import top_k_scores
 
 __all__ = [
     "FORMAT_VERSION",
@@ -170,6 +171,13 @@ class Recommender(ABC):
         if excluded.shape[0] != rows.shape[0]:
             raise ValidationError("exclude must have one row per user", field="exclude")
         mask = self._allowed(allowed)
+        linear = self._item_item()
+        if linear is not None:
+            similarity, offsets = linear
+            base = offsets.copy() if offsets is not None else np.zeros(self.n_items, np.float32)
+            if mask is not None:
+                base[~mask] = -np.inf
+            return top_k_scores(rows, similarity, base, excluded, k)
         ids_hint = self._ids(user_ids, rows.shape[0])
         all_ids = np.full((rows.shape[0], k), -1, dtype=np.int64)
         all_scores = np.full((rows.shape[0], k), -np.inf, dtype=np.float32)
@@ -278,6 +286,12 @@ class Recommender(ABC):
             (np.ones(1, dtype=np.float32), ([0], [item_id])), shape=(1, self.n_items)
         )
         return np.asarray(self._scores(row, None))[0]
+
+    def _item_item(self) -> tuple[sp.csr_matrix, np.ndarray | None] | None:
+        """``(S, offsets)`` when this model's scores are ``offsets + row @ S`` for a sparse
+        item-item ``S`` (offsets None: zero): :meth:`recommend` then ranks in one compiled pass.
+        """
+        return None
 
     @abstractmethod
     def _fit(self, matrix: sp.csr_matrix) -> None:

@@ -7,6 +7,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from dataflywheel.errors import TrainingError, ValidationError
+from dataflywheel.learn.models._item_item import dense_scores
 from dataflywheel.learn.models.base import Recommender, arrays_to_sparse, sparse_to_arrays
 
 __all__ = ["EASE"]
@@ -103,7 +104,7 @@ class EASE(Recommender):
 
     def _scores(self, rows: sp.csr_matrix, user_ids: np.ndarray | None) -> np.ndarray:
         if self._params["keep"] is not None:
-            scores: np.ndarray = (rows @ self._sparse).toarray()
+            scores: np.ndarray = dense_scores(rows, self._sparse)
             scores += self._unseen
             return scores
         scores = np.full((rows.shape[0], self.n_items), UNSEEN, dtype=np.float32)
@@ -113,6 +114,9 @@ class EASE(Recommender):
         else:
             scores[:, self._active] = sub @ self._weights
         return scores
+
+    def _item_item(self) -> tuple[sp.csr_matrix, np.ndarray | None] | None:
+        return None if self._params["keep"] is None else (self._sparse, self._unseen)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         if self._params["keep"] is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from dataflywheel.learn.models._item_item import dense_scores
 from dataflywheel.learn.models._neighbours import top_neighbours
 from dataflywheel.learn.models.base import Recommender, arrays_to_sparse, sparse_to_arrays
 
@@ -35,7 +36,10 @@ class ItemKNN(Recommender):
         self._similarity = top_neighbours(item_users, matrix, self._params["neighbours"], cosine)
 
     def _scores(self, rows: sp.csr_matrix, user_ids: np.ndarray | None) -> np.ndarray:
-        return np.asarray((rows @ self._similarity).todense())
+        return dense_scores(rows, self._similarity)
+
+    def _item_item(self) -> tuple[sp.csr_matrix, np.ndarray | None] | None:
+        return self._similarity, None
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return sparse_to_arrays("similarity", self._similarity)

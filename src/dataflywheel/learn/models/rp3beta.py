@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from dataflywheel.learn.models._item_item import dense_scores
 from dataflywheel.learn.models._neighbours import top_neighbours
 from dataflywheel.learn.models.base import Recommender, arrays_to_sparse, sparse_to_arrays
 
@@ -45,7 +46,10 @@ class RP3Beta(Recommender):
         )
 
     def _scores(self, rows: sp.csr_matrix, user_ids: np.ndarray | None) -> np.ndarray:
-        return np.asarray((rows @ self._graph).todense())
+        return dense_scores(rows, self._graph)
+
+    def _item_item(self) -> tuple[sp.csr_matrix, np.ndarray | None] | None:
+        return self._graph, None
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return sparse_to_arrays("graph", self._graph)
