@@ -185,3 +185,48 @@ def test_every_command_is_in_the_cli_docs() -> None:
     text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
     for command in _commands():
         assert f"flywheel {' '.join(command)}" in text, command
+
+
+def test_import_loads_only_the_store_and_the_importer(tmp_path: Path) -> None:
+    """`flywheel import` starts fast: no web server, models, simulator or Alembic."""
+    csv = tmp_path / "e.csv"
+    csv.write_text("user_id,item_id,type\nu1,i1,click\nu2,i1,like\n")
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    run("stats", "--db", db)  # creates the store: the import then finds it current
+    code = (
+        "import json, sys\n"
+        "from dataflywheel.cli import main\n"
+        f"sys.argv = ['flywheel', 'import', 'events', {str(csv)!r}, '--db', {db!r}, '--json']\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    roots = {name.split('.')[0] for name in sys.modules}\n"
+        "    ours = {name for name in sys.modules if name.startswith('dataflywheel.')}\n"
+        "    print(json.dumps(sorted(roots | ours)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accepted"] == 2
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "dataflywheel.ingest.importer" in loaded
+    heavy = {"alembic", "fastapi", "scipy", "sklearn", "optuna", "plotly", "uvicorn", "implicit"}
+    heavy |= {"dataflywheel.wheel", "dataflywheel.learn", "dataflywheel.simulate"}
+    assert not heavy & loaded, heavy & loaded
+
+
+def test_the_package_loads_the_engine_on_first_use() -> None:
+    code = (
+        "import sys, dataflywheel as dfw\n"
+        "before = 'dataflywheel.wheel' in sys.modules\n"
+        "from dataflywheel import Flywheel, open\n"
+        "print(before, Flywheel.__module__, open is dfw.open, 'Flywheel' in dfw.__all__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "dataflywheel.wheel", "True", "True"], done.stderr
+
+
+def test_the_help_lists_the_real_scenarios() -> None:
+    from dataflywheel.cli.simulate import SCENARIO_NAMES
+    from dataflywheel.simulate.scenarios import SCENARIOS
+
+    assert tuple(SCENARIOS) == SCENARIO_NAMES

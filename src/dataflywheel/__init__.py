@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.errors import (
     AuthError,
@@ -19,7 +21,9 @@ from dataflywheel.errors import (
     TrainingError,
     ValidationError,
 )
-from dataflywheel.wheel import Flywheel, open
+
+if TYPE_CHECKING:
+    from dataflywheel.wheel import Flywheel, open
 
 __version__ = "0.1.0"
 
@@ -40,3 +44,15 @@ __all__ = [
     "load_settings",
     "open",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Flywheel`` and ``open`` load the engine (models, training) on first use, so that
+    commands that only need the store, such as ``flywheel import``, start quickly."""
+    if name in ("Flywheel", "open"):
+        from dataflywheel import wheel
+
+        value = getattr(wheel, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,17 @@
-"""The bulk write path on SQLite and PostgreSQL: chunked inserts, duplicates, exact values."""
+"""The bulk write path on SQLite and PostgreSQL: chunked inserts, duplicates, exact values,
+column-wise inserts and key creation."""
 
 from __future__ import annotations
 
 import dataflywheel as dfw
 from dataflywheel.store.bulk import (
     COLUMNS,
+    EventColumns,
     EventRow,
+    GeneratedIds,
+    create_keys,
     insert_event_batches,
+    insert_event_columns,
     insert_events,
     insert_keys,
     select_keys,
@@ -65,3 +70,70 @@ def test_a_group_of_batches_counts_each_batch(wheel: dfw.Flywheel) -> None:
     with wheel.store.write() as conn:
         assert insert_event_batches(conn, batches) == [2, 0, 1, 1]
     assert wheel.stats()["events"] == 5
+
+
+def test_insert_event_columns_stores_what_the_rows_say(wheel: dfw.Flywheel) -> None:
+    n = 3_000  # several multi-row statements on SQLite
+    columns = EventColumns(
+        event_id=GeneratedIds("f00d-", [i * 3 for i in range(n)]),
+        user_idx=[i % 11 for i in range(n)],
+        item_idx=[None if i % 4 == 0 else i % 13 for i in range(n)],
+        type="rating",
+        value=[i / 8 for i in range(n)],
+        ts=[1.7e9 + i for i in range(n)],
+        received_at=1.8e9,
+        recommendation_id=[None if i % 2 else f"r{i}" for i in range(n)],
+    )
+    with wheel.store.write() as conn:
+        assert insert_event_columns(conn, columns) == n
+    # The same ids again, one of them twice inside the batch: nothing new.
+    again = EventColumns(
+        event_id=[f"f00d-{0:012d}", f"f00d-{0:012d}", f"f00d-{3:012d}"],
+        user_idx=[1, 1, 1],
+        item_idx=None,
+        type=["click", "click", "like"],
+        value=[1.0, 1.0, 1.0],
+        ts=[1.7e9, 1.7e9, 1.7e9],
+        received_at=[1.9e9, 1.9e9, 1.9e9],
+    )
+    with wheel.store.write() as conn:
+        assert insert_event_columns(conn, again) == 0
+        assert insert_event_columns(conn, EventColumns([], [], None, "x", [], [], 1.0)) == 0
+    with wheel.store.read() as conn:
+        stored = [
+            tuple(row)
+            for row in conn.exec_driver_sql(f"SELECT {', '.join(COLUMNS)} FROM events ORDER BY id")
+        ]
+    assert stored == columns.rows()
+    assert stored[1][0] == "f00d-000000000003" and stored[0][2] is None
+
+
+def test_generated_ids_are_formatted_alike_by_python_and_the_database(
+    wheel: dfw.Flywheel,
+) -> None:
+    rows = [0, 7, 123_456, 999_999_999_999, 10**12 + 5]
+    ids = GeneratedIds("abc123-", rows)
+    n = len(rows)
+    with wheel.store.write() as conn:
+        insert_event_columns(
+            conn, EventColumns(ids, [1] * n, None, "click", [1.0] * n, [1.7e9] * n, 1.7e9)
+        )
+    with wheel.store.read() as conn:
+        stored = [r for (r,) in conn.exec_driver_sql("SELECT event_id FROM events ORDER BY id")]
+    assert stored == ids.materialize() == [f"abc123-{row:012d}" for row in rows]
+
+
+def test_create_keys_creates_each_key_once(wheel: dfw.Flywheel) -> None:
+    with wheel.store.write() as conn:
+        first = create_keys(conn, "items", "item_id", [f"i{k}" for k in range(1_500)], 1.0)
+        assert create_keys(conn, "items", "item_id", [], 1.0) == {}
+    with wheel.store.write() as conn:
+        second = create_keys(conn, "items", "item_id", ["i5", "new", "i1499"], 2.0)
+        looked_up = select_keys(conn, "items", "item_id", ["i5", "new", "i1499"])
+    assert len(first) == 1_500 and len(set(first.values())) == 1_500
+    assert second == looked_up
+    assert second["i5"] == first["i5"] and second["i1499"] == first["i1499"]
+    assert second["new"] not in first.values()
+    with wheel.store.read() as conn:
+        (count,) = conn.exec_driver_sql("SELECT count(*) FROM items").one()
+    assert count == 1_501

@@ -6,15 +6,17 @@ and logs go to stderr.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import ipaddress
 import os
 import sys
+from contextlib import closing
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
-from rich.table import Table
 
 from dataflywheel.cli import datasets, decide, insight, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
@@ -25,14 +27,18 @@ from dataflywheel.cli.common import (
     MapOption,
     emit_json,
     err,
-    open_wheel,
+    open_store,
     out,
     progress_bar,
 )
 from dataflywheel.config import load_settings
 from dataflywheel.errors import FlywheelError, ValidationError
-from dataflywheel.store.store import Kind
-from dataflywheel.wheel import Flywheel
+
+if TYPE_CHECKING:
+    from dataflywheel.store.store import Kind
+
+# Commands import what they use inside their function: `flywheel import events` then loads the
+# store and the importer, not the web server, the models or the simulator.
 
 app = typer.Typer(
     help="dataflywheel: feedback in, better recommendations and decisions out.",
@@ -60,9 +66,9 @@ def import_events(
     """Load events; re-running the same file stores nothing twice (resumable)."""
     from dataflywheel.ingest.importer import EventImporter, parse_mapping
 
-    with open_wheel(db) as wheel, progress_bar() as progress:
+    with closing(open_store(db)) as store, progress_bar() as progress:
         task = progress.add_task(f"importing {file.name}", total=None)
-        result = EventImporter(wheel.store).run(
+        result = EventImporter(store).run(
             file,
             fmt=fmt,
             mapping=parse_mapping(mapping),
@@ -87,9 +93,9 @@ def _import_entities(
 ) -> int:
     from dataflywheel.ingest.importer import import_entities, parse_mapping
 
-    with open_wheel(db) as wheel:
+    with closing(open_store(db)) as store:
         return import_entities(
-            wheel.store,
+            store,
             kind,
             file,
             fmt=fmt,
@@ -126,11 +132,13 @@ def import_users(
 @app.command()
 def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Counts of events (by type), users, items, impressions and models."""
-    with open_wheel(db) as wheel:
-        document = wheel.stats()
+    with closing(open_store(db)) as store:
+        document = store.stats()
     if as_json:
         emit_json(document)
         return
+    from rich.table import Table
+
     table = Table(title="flywheel store")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -150,8 +158,8 @@ def keys_create(
     """Create an API key and print it once; from then on every request needs a key."""
     from dataflywheel.keys import create_key
 
-    with open_wheel(db) as wheel:
-        key = create_key(wheel.store, scope)
+    with closing(open_store(db)) as store:
+        key = create_key(store, scope)
     if as_json:
         emit_json({"key": key, "scope": scope})
     else:
@@ -187,6 +195,7 @@ def serve(
     import uvicorn
 
     from dataflywheel.keys import KeyRing
+    from dataflywheel.wheel import Flywheel
 
     settings = load_settings(db=db)
     with Flywheel(settings) as wheel:
@@ -211,6 +220,11 @@ def serve(
 
 def main() -> None:
     """Entry point: clear one-line errors instead of tracebacks."""
+    # The interpreter's last collection at exit would traverse every object still alive (a
+    # quarter of a second after an import) although nothing in them needs it: at exit, after
+    # the command, move them out of the collector's sight.
+    atexit.unregister(gc.freeze)  # once, also when called repeatedly in one process
+    atexit.register(gc.freeze)
     try:
         app(standalone_mode=False)
     except FlywheelError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dataflywheel.config import load_settings
-from dataflywheel.wheel import Flywheel
+
+if TYPE_CHECKING:
+    from dataflywheel.store.store import Store
+    from dataflywheel.wheel import Flywheel
 
 err = Console(stderr=True)
 out = Console()
@@ -33,7 +36,18 @@ MapOption = Annotated[
 
 
 def open_wheel(db: str | None) -> Flywheel:
+    """The whole engine (imports the models and the trainer: use :func:`open_store` if the
+    command only reads or writes the store)."""
+    from dataflywheel.wheel import Flywheel
+
     return Flywheel(load_settings(db=db))
+
+
+def open_store(db: str | None) -> Store:
+    """Just the store, for commands such as ``flywheel import`` that need nothing else."""
+    from dataflywheel.store.store import Store
+
+    return Store(load_settings(db=db))
 
 
 def emit_json(document: Any) -> None:

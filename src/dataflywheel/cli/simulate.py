@@ -7,19 +7,31 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dataflywheel.cli.common import DbOption, JsonOption, emit_json, err, out
-from dataflywheel.simulate.launch import check_arguments, new_simulation, open_engine
-from dataflywheel.simulate.runner import DayReport, Simulation
-from dataflywheel.simulate.scenarios import SCENARIOS, get_scenario
+
+if TYPE_CHECKING:
+    from dataflywheel.simulate.runner import DayReport, Simulation
 
 __all__ = ["register"]
 
 DEMO_DB = Path("demo.db")
+# The names of ``dataflywheel.simulate.SCENARIOS`` for the help text: importing the simulation
+# package (models, scipy) just to list them would slow every ``flywheel`` command down; a test
+# keeps this list equal to the real one.
+SCENARIO_NAMES = (
+    "flywheel",
+    "staged",
+    "static",
+    "weak-signal",
+    "no-learning",
+    "imperceptible",
+    "inelastic",
+)
 
 
 def _progress() -> Progress:
@@ -59,7 +71,7 @@ def simulate(
         int, typer.Option(help="Users at the start (satisfied ones bring more).")
     ] = 500,
     scenario: Annotated[
-        str, typer.Option(help="One of: " + ", ".join(SCENARIOS) + ".")
+        str, typer.Option(help="One of: " + ", ".join(SCENARIO_NAMES) + ".")
     ] = "flywheel",
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
     ratings: Annotated[
@@ -76,6 +88,9 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate users on the real engine (into an empty store; a temporary one by default)."""
+    from dataflywheel.simulate.launch import check_arguments, new_simulation, open_engine
+    from dataflywheel.simulate.scenarios import get_scenario
+
     chosen = get_scenario(scenario)
     check_arguments(days, users)
     with open_engine(chosen, seed, db=db, http=http, api_key=api_key) as engine:
@@ -128,6 +143,7 @@ def demo(
 ) -> None:
     """Run the same users with the loop on and off, then show the dashboard of the loop-on run."""
     from dataflywheel.simulate.demo import run_demo, verdict
+    from dataflywheel.simulate.launch import check_arguments
 
     check_arguments(days, users)
     if db is None:

@@ -9,31 +9,45 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 from sqlalchemy import Connection
 
 from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.service import _day
 from dataflywheel.ingest.validate import MIN_TIMESTAMP, TYPE_MAX_LENGTH, parse_timestamp
-from dataflywheel.store.bulk import EventRow, insert_events
+from dataflywheel.store.bulk import (
+    EventColumns,
+    GeneratedIds,
+    create_keys,
+    insert_event_columns,
+)
 from dataflywheel.store.store import Kind, Store
 
 Format = Literal["csv", "jsonl", "parquet"]
-CHUNK_ROWS = 200_000
+_ENTITY_TABLES: dict[Kind, tuple[str, str]] = {
+    "users": ("users", "user_id"),
+    "items": ("items", "item_id"),
+}
+# Rows per batch read from the file (CSV: bytes per block). Small enough that the next batch
+# is validated while the current one is inserted, large enough that per-batch costs vanish.
+CHUNK_ROWS = 100_000
+CSV_BLOCK_BYTES = 4 << 20
+# Rows per transaction. Each commit pays an fsync and a WAL checkpoint; an interrupted import
+# loses only its open transaction and, re-run, skips what was committed.
+COMMIT_ROWS = 500_000
 MAX_REPORTED_ERRORS = 20
 EVENT_COLUMNS = (
     "event_id",
@@ -103,17 +117,23 @@ def parse_mapping(spec: str | None) -> dict[str, str]:
     return mapping
 
 
-def read_batches(path: Path, fmt: Format) -> Iterator[pa.RecordBatch]:
-    """Stream the file as Arrow record batches (all columns as read by Arrow)."""
+def read_batches(
+    path: Path, fmt: Format, *, rows: int = CHUNK_ROWS, csv_bytes: int = CSV_BLOCK_BYTES
+) -> Iterator[pa.RecordBatch]:
+    """Stream the file as Arrow record batches of about ``rows`` rows (CSV: ``csv_bytes``)."""
     try:
         if fmt == "parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS)
+            import pyarrow.parquet as pq  # each reader is imported when its format is read
+
+            yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
         elif fmt == "csv":
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=32 << 20))
-            yield from reader
+            options = pacsv.ReadOptions(block_size=csv_bytes)
+            yield from pacsv.open_csv(path, read_options=options)
         else:
+            import pyarrow.json as pajson
+
             table = pajson.read_json(path)
-            yield from table.to_batches(max_chunksize=CHUNK_ROWS)
+            yield from table.to_batches(max_chunksize=rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ValidationError(f"cannot read {path.name} as {fmt}: {exc}", field="file") from exc
 
@@ -143,10 +163,14 @@ def _timestamps(array: pa.Array) -> np.ndarray:
         micros = pc.cast(pc.cast(array, pa.timestamp("us", tz="UTC")), pa.int64())
         return micros.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
     out = _floats(array, default=math.nan)
-    for i, raw in enumerate(_as_strings(array).to_pylist()):
-        if raw is not None and math.isnan(out[i]):
-            with contextlib.suppress(ValidationError):
-                out[i] = parse_timestamp(raw)
+    # Only the rows that are not numbers are parsed one by one (RFC 3339 strings).
+    unparsed = np.flatnonzero(np.isnan(out))
+    if unparsed.size:
+        raws = _as_strings(array.take(pa.array(unparsed))).to_pylist()
+        for i, raw in zip(unparsed.tolist(), raws, strict=True):
+            if raw is not None:
+                with contextlib.suppress(ValidationError):
+                    out[i] = parse_timestamp(raw)
     return out
 
 
@@ -165,12 +189,48 @@ def _floats(array: pa.Array, default: float) -> np.ndarray:
     return out
 
 
-class EventImporter:
-    """Imports event files through the bulk write path, one transaction per chunk."""
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
-    def __init__(self, store: Store) -> None:
+
+@dataclass
+class _Prepared:
+    """One batch of the file, validated and laid out as columns, waiting for its transaction."""
+
+    rows: int
+    now: float
+    outcome: ImportResult
+    users: pa.Array | None = None
+    items: pa.Array | None = None
+    event_ids: list[str] | GeneratedIds = field(default_factory=list)
+    types: list[str] | str = ""
+    values: list[float] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)
+    recommendation_ids: list[str | None] | None = None
+
+
+class EventImporter:
+    """Imports event files through the bulk write path.
+
+    The file is read in batches of ``batch_rows`` (CSV: ``csv_block_bytes``) and written in
+    transactions of about ``commit_rows`` rows. Reading and validating the next batch (Arrow,
+    numpy) runs in a helper thread while the current one is written: SQLite releases the GIL
+    while it inserts, so with a spare core the two overlap.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch_rows: int = CHUNK_ROWS,
+        csv_block_bytes: int = CSV_BLOCK_BYTES,
+        commit_rows: int = COMMIT_ROWS,
+    ) -> None:
         self.store = store
         self.settings = store.settings
+        self.batch_rows = batch_rows
+        self.csv_block_bytes = csv_block_bytes
+        self.commit_rows = commit_rows
 
     def run(
         self,
@@ -193,33 +253,53 @@ class EventImporter:
         prefix = _fingerprint(path)
         result = ImportResult()
         started = time.perf_counter()
-        offset = 0
-        for batch in read_batches(path, fmt_name):
-            self._import_batch(batch, mapping, default_type, prefix, offset, result)
-            offset += batch.num_rows
-            result.rows = offset
-            if progress is not None:
-                progress(batch.num_rows)
+
+        def prepared() -> Iterator[_Prepared]:
+            offset = 0
+            batches = read_batches(
+                path, fmt_name, rows=self.batch_rows, csv_bytes=self.csv_block_bytes
+            )
+            for batch in batches:
+                yield self._prepare(batch, mapping, default_type, prefix, offset)
+                offset += batch.num_rows
+
+        users = _DenseIds(self.store, "users")
+        items = _DenseIds(self.store, "items")
+        with _Ahead(prepared()) as chunks:
+            chunk = next(chunks, None)
+            while chunk is not None:
+                with self.store.write() as conn:
+                    written = 0
+                    while chunk is not None and written < self.commit_rows:
+                        self._write(conn, chunk, result, users, items)
+                        written += chunk.rows
+                        result.rows += chunk.rows
+                        if progress is not None:
+                            progress(chunk.rows)
+                        chunk = next(chunks, None)
+                users.committed()
+                items.committed()
         result.seconds = time.perf_counter() - started
         return result
 
-    def _import_batch(
+    def _prepare(
         self,
         batch: pa.RecordBatch,
         mapping: Mapping[str, str],
         default_type: str | None,
         prefix: str,
         offset: int,
-        result: ImportResult,
-    ) -> None:
+    ) -> _Prepared:
+        """Validate a batch column-wise and lay out its valid rows (no database access)."""
         n = batch.num_rows
         now = time.time()
+        outcome = ImportResult()
         ok = np.ones(n, dtype=bool)
 
         def invalid(mask: np.ndarray, field_name: str, reason: str) -> None:
             bad = mask & ok
             if bad.any():
-                result.reject(np.flatnonzero(bad), offset, field_name, reason)
+                outcome.reject(np.flatnonzero(bad), offset, field_name, reason)
                 ok[bad] = False
 
         users_col = _column(batch, mapping, "user_id")
@@ -236,30 +316,42 @@ class EventImporter:
         invalid(_has_nul(users), "user_id", "must not contain NUL characters")
 
         items_col = _column(batch, mapping, "item_id")
-        items = _as_strings(items_col) if items_col is not None else pa.nulls(n, pa.string())
-        item_len = pc.utf8_length(items).to_numpy(zero_copy_only=False)
-        item_len = np.where(np.isnan(item_len.astype(float)), 1, item_len)
-        invalid(
-            (item_len == 0) | (item_len > max_len), "item_id", f"must be 1 to {max_len} characters"
-        )
-        invalid(_has_nul(items), "item_id", "must not contain NUL characters")
+        items = _as_strings(items_col) if items_col is not None else None
+        if items is not None:
+            # A missing item is allowed (user-level events); an empty or too long one is not.
+            item_len = pc.utf8_length(items).fill_null(1).to_numpy(zero_copy_only=False)
+            invalid(
+                (item_len == 0) | (item_len > max_len),
+                "item_id",
+                f"must be 1 to {max_len} characters",
+            )
+            invalid(_has_nul(items), "item_id", "must not contain NUL characters")
 
         types_col = _column(batch, mapping, "type")
+        types: pa.Array | str
         if types_col is None:
             if default_type is None:
                 raise ValidationError("the file has no type column; pass --type TYPE", field="type")
-            types = pa.array([default_type] * n, pa.string())
+            types = default_type
+            if len(default_type) > TYPE_MAX_LENGTH:
+                invalid(ok, "type", f"must be 1 to {TYPE_MAX_LENGTH} characters")
         else:
             types = _as_strings(types_col)
-        type_len = pc.utf8_length(types).fill_null(0).to_numpy(zero_copy_only=False)
-        invalid(type_len > TYPE_MAX_LENGTH, "type", f"must be 1 to {TYPE_MAX_LENGTH} characters")
-        if not self.settings.accept_unknown_types:
-            known = pa.array(sorted(self.settings.signals), pa.string())
+            type_len = pc.utf8_length(types).fill_null(0).to_numpy(zero_copy_only=False)
             invalid(
-                ~pc.is_in(types, value_set=known).fill_null(False).to_numpy(zero_copy_only=False),
+                (type_len == 0) | (type_len > TYPE_MAX_LENGTH),
                 "type",
-                "unknown event type; configure it under [signals]",
+                f"must be 1 to {TYPE_MAX_LENGTH} characters",
             )
+            if not self.settings.accept_unknown_types:
+                known = pa.array(sorted(self.settings.signals), pa.string())
+                invalid(
+                    ~pc.is_in(types, value_set=known)
+                    .fill_null(False)
+                    .to_numpy(zero_copy_only=False),
+                    "type",
+                    "unknown event type; configure it under [signals]",
+                )
 
         values_col = _column(batch, mapping, "value")
         values = np.ones(n) if values_col is None else _floats(values_col, default=1.0)
@@ -277,50 +369,133 @@ class EventImporter:
         for name in ("event_id", "recommendation_id"):
             optional = _column(batch, mapping, name)
             if optional is not None:
-                invalid(_has_nul(_as_strings(optional)), name, "must not contain NUL characters")
+                strings = _as_strings(optional)
+                length = pc.utf8_length(strings).fill_null(0).to_numpy(zero_copy_only=False)
+                invalid(length > max_len, name, f"must be at most {max_len} characters")
+                invalid(_has_nul(strings), name, "must not contain NUL characters")
 
-        keep = pa.array(ok)
+        chunk = _Prepared(rows=n, now=now, outcome=outcome)
         kept = int(ok.sum())
         if kept == 0:
-            self._count(now, 0, 0, n)
-            return
-        rows_idx = np.flatnonzero(ok) + offset
+            return chunk
+        everything = kept == n
+        keep = pa.array(ok)
+
+        def kept_of(array: pa.Array) -> pa.Array:
+            return array if everything else array.filter(keep)
+
+        rows = (np.flatnonzero(ok) + offset).tolist()
         ids_col = _column(batch, mapping, "event_id")
-        given = _as_strings(ids_col).filter(keep).to_pylist() if ids_col is not None else None
-        event_ids = [
-            e if given is not None and (e := given[j]) is not None else f"{prefix}-{row:012d}"
-            for j, row in enumerate(rows_idx.tolist())
-        ]
+        generated = GeneratedIds(f"{prefix}-", rows)
+        if ids_col is None:
+            chunk.event_ids = generated
+        else:
+            # A missing or empty id (an empty CSV cell) gets the generated one.
+            given = kept_of(_as_strings(ids_col)).to_pylist()
+            if not all(given):
+                made = generated.materialize()
+                given = [e or made[j] for j, e in enumerate(given)]
+            chunk.event_ids = given
         recs_col = _column(batch, mapping, "recommendation_id")
-        recs = _as_strings(recs_col).filter(keep).to_pylist() if recs_col is not None else None
+        if recs_col is not None:
+            recs = kept_of(_as_strings(recs_col)).to_pylist()
+            chunk.recommendation_ids = [r or None for r in recs]
+        chunk.users = kept_of(users)
+        chunk.items = kept_of(items) if items is not None else None
+        chunk.types = types if isinstance(types, str) else kept_of(types).to_pylist()
+        chunk.values = (values if everything else values[ok]).tolist()
+        chunk.stamps = (stamps if everything else stamps[ok]).tolist()
+        return chunk
+
+    def _write(
+        self,
+        conn: Connection,
+        chunk: _Prepared,
+        result: ImportResult,
+        users: _DenseIds,
+        items: _DenseIds,
+    ) -> None:
+        """Map ids, insert and count one prepared batch in the caller's transaction."""
+        outcome = chunk.outcome
+        result.rejected += outcome.rejected
+        result.errors.extend(outcome.errors[: max(0, MAX_REPORTED_ERRORS - len(result.errors))])
         store = self.store
-        with store.write() as conn:
-            user_idx, new_users = _dense(store, conn, "users", users.filter(keep), now)
-            item_idx, new_items = _dense(store, conn, "items", items.filter(keep), now)
-            rows: list[EventRow] = list(
-                zip(
-                    event_ids,
-                    user_idx,
-                    item_idx,
-                    types.filter(keep).to_pylist(),
-                    values[ok].tolist(),
-                    stamps[ok].tolist(),
-                    itertools.repeat(now, kept),
-                    recs if recs is not None else itertools.repeat(None, kept),
-                    itertools.repeat(None, kept),
-                    strict=False,
-                )
+        now = chunk.now
+        kept = len(chunk.values)
+        inserted = 0
+        if kept:
+            assert chunk.users is not None
+            user_idx = users.map(conn, chunk.users, now)
+            item_idx: list[int | None] | None = None
+            if chunk.items is not None:
+                item_idx = items.map(conn, chunk.items, now)
+            inserted = insert_event_columns(
+                conn,
+                EventColumns(
+                    event_id=chunk.event_ids,
+                    user_idx=cast("list[int]", user_idx),
+                    item_idx=item_idx,
+                    type=chunk.types,
+                    value=chunk.values,
+                    ts=chunk.stamps,
+                    received_at=now,
+                    recommendation_id=chunk.recommendation_ids,
+                ),
             )
-            inserted = insert_events(conn, rows)
-            store.record_ingest(conn, _day(now), inserted, kept - inserted, n - kept)
-        store.remember_ids("users", new_users)
-        store.remember_ids("items", new_items)
+        store.record_ingest(conn, _day(now), inserted, kept - inserted, outcome.rejected)
         result.accepted += inserted
         result.duplicates += kept - inserted
 
-    def _count(self, now: float, accepted: int, duplicates: int, rejected: int) -> None:
-        with self.store.write() as conn:
-            self.store.record_ingest(conn, _day(now), accepted, duplicates, rejected)
+
+class _Ahead:
+    """Runs an iterator one item ahead of its consumer in a helper thread.
+
+    Exceptions of the iterator are raised in the consumer; leaving the ``with`` block (done,
+    an error, Ctrl-C) stops the helper after its current item.
+    """
+
+    def __init__(self, source: Iterator[_Prepared], depth: int = 1) -> None:
+        self._source = source
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="import-reader", daemon=True)
+
+    def __enter__(self) -> Iterator[_Prepared]:
+        self._thread.start()
+        return self._consume()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a helper waiting to hand over an item
+                self._queue.get_nowait()
+        self._thread.join(timeout=10)
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return True
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put(("item", item)):
+                    return
+        except BaseException as exc:
+            self._put(("error", exc))
+            return
+        self._put(("done", None))
+
+    def _consume(self) -> Iterator[_Prepared]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
 
 
 def _has_nul(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -329,23 +504,42 @@ def _has_nul(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _dense(
-    store: Store, conn: Connection, kind: Kind, keys: pa.Array, now: float
-) -> tuple[list[int | None], dict[str, int]]:
-    """Dense ids for a column of keys (nulls stay None), resolving each distinct key once."""
-    encoded = (
-        pc.dictionary_encode(keys).combine_chunks()
-        if isinstance(keys, pa.ChunkedArray)
-        else pc.dictionary_encode(keys)
-    )
-    distinct = encoded.dictionary.to_pylist()
-    ids, learned = store.resolve_ids(conn, kind, distinct, now)
-    lookup = np.array([ids[k] for k in distinct] + [-1], dtype=np.int64)
-    codes = encoded.indices.fill_null(len(distinct)).to_numpy(zero_copy_only=False)
-    dense = lookup[codes]
-    if encoded.indices.null_count:
-        return [None if v < 0 else v for v in dense.tolist()], learned
-    return dense.tolist(), learned
+class _DenseIds:
+    """The dense ids of one import's users or items, kept for the whole import.
+
+    Each batch's distinct keys are looked up here; only keys not met before reach the store
+    (created with their rows in the batch's transaction). ``pending`` holds the ids created
+    in the open transaction, handed to the store's id cache once it commits.
+    """
+
+    def __init__(self, store: Store, kind: Kind) -> None:
+        self.store = store
+        self.kind = kind
+        self.known: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
+
+    def map(self, conn: Connection, keys: pa.Array, now: float) -> list[int | None]:
+        """Dense ids of a column of keys (nulls stay None)."""
+        encoded = pc.dictionary_encode(keys)
+        distinct: list[str] = encoded.dictionary.to_pylist()
+        known = self.known
+        unseen = [key for key in distinct if key not in known]
+        if unseen:
+            table, column = _ENTITY_TABLES[self.kind]
+            created = create_keys(conn, table, column, unseen, now)
+            known.update(created)
+            self.pending.update(created)
+        lookup = np.fromiter(map(known.__getitem__, distinct), np.int64, len(distinct))
+        codes = encoded.indices
+        if codes.null_count:
+            dense = np.append(lookup, -1)[codes.fill_null(len(distinct)).to_numpy()]
+            return [None if v < 0 else v for v in dense.tolist()]
+        return lookup[codes.to_numpy()].tolist()
+
+    def committed(self) -> None:
+        """Tell the store's id cache about the ids created in the transaction just committed."""
+        self.store.remember_ids(self.kind, self.pending)
+        self.pending = {}
 
 
 def import_entities(

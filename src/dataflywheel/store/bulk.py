@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,134 @@ _PG_INSERT = (
     "r ->> 7, r ->> 8 FROM jsonb_array_elements(%s::jsonb) AS r "
     "ON CONFLICT (event_id) DO NOTHING"
 )
+
+
+@dataclass(frozen=True)
+class GeneratedIds:
+    """Event ids ``f"{prefix}{row:012d}"`` for the given row numbers, formatted by the database
+    (a million Python strings cost more than their insert)."""
+
+    prefix: str
+    rows: Sequence[int]
+
+    def materialize(self) -> list[str]:
+        prefix = self.prefix
+        return [f"{prefix}{row:012d}" for row in self.rows]
+
+
+@dataclass
+class EventColumns:
+    """Events to insert as columns (the bulk import's shape): each field holds one value per
+    row (a list), or a single value shared by every row (a ``str``, ``float`` or ``None``)."""
+
+    event_id: Sequence[str] | GeneratedIds
+    user_idx: Sequence[int]
+    item_idx: Sequence[int | None] | None
+    type: Sequence[str] | str
+    value: Sequence[float]
+    ts: Sequence[float]
+    received_at: Sequence[float] | float
+    recommendation_id: Sequence[str | None] | None = None
+    context: Sequence[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.user_idx)
+
+    def rows(self) -> list[EventRow]:
+        """The same events as row tuples."""
+        n = len(self)
+        columns: list[Any] = []
+        for name in COLUMNS:
+            value = getattr(self, name)
+            if isinstance(value, GeneratedIds):
+                value = value.materialize()
+            elif value is None or isinstance(value, str | float | int):
+                value = itertools.repeat(value, n)
+            columns.append(value)
+        return list(zip(*columns, strict=False))
+
+
+# Parameters per multi-row statement of :func:`insert_event_columns` (the limit is 32 766).
+_PARAMS_PER_INSERT = 6_000
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_column_insert(shape: tuple[str, ...], n_rows: int) -> str:
+    """``INSERT ... SELECT`` over a ``VALUES`` list of the per-row columns only.
+
+    ``shape`` names, for each of COLUMNS, how it is bound: ``row`` (one parameter per row),
+    ``const`` (one parameter for all rows) or ``id`` (the prefix as one parameter, the row
+    number per row). Shared parameters are numbered ``?1..?k``; the per-row ``?`` that follow
+    in the text are numbered after them (SQLite gives an unnumbered ``?`` the largest number
+    so far plus one).
+    """
+    shared = 0
+    per_row = 0
+    select: list[str] = []
+    for kind in shape:
+        if kind == "row":
+            per_row += 1
+            select.append(f"column{per_row}")
+        elif kind == "const":
+            shared += 1
+            select.append(f"?{shared}")
+        else:
+            shared += 1
+            per_row += 1
+            select.append(f"?{shared} || printf('%012d', column{per_row})")
+    row = "(" + ", ".join("?" * per_row) + ")"
+    return (
+        f"INSERT OR IGNORE INTO events ({_COLUMN_LIST}) SELECT {', '.join(select)} "
+        f"FROM (VALUES {', '.join([row] * n_rows)})"
+    )
+
+
+def insert_event_columns(conn: Connection, columns: EventColumns) -> int:
+    """Insert events given as columns in the caller's transaction; returns how many were new.
+
+    On SQLite only the columns that vary are bound per row, all of them laid out in one flat
+    parameter list by slice assignment (no tuple per row), and generated event ids are
+    formatted by SQLite. PostgreSQL takes the rows through :func:`insert_events`.
+    """
+    n = len(columns)
+    if n == 0:
+        return 0
+    if conn.dialect.name != "sqlite":
+        return insert_events(conn, columns.rows())
+    shape: list[str] = []
+    shared: list[Any] = []
+    varying: list[Sequence[Any]] = []
+    for name in COLUMNS:
+        value = getattr(columns, name)
+        if isinstance(value, GeneratedIds):
+            shape.append("id")
+            shared.append(value.prefix)
+            varying.append(value.rows)
+        elif value is None or isinstance(value, str | float | int):
+            shape.append("const")
+            shared.append(value)
+        else:
+            shape.append("row")
+            varying.append(value)
+    width = len(varying)
+    flat: list[Any] = [None] * (n * width)
+    for j, values in enumerate(varying):
+        flat[j::width] = values
+    step = max(1, _PARAMS_PER_INSERT // width)
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    inserted = 0
+    try:
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            cursor.execute(
+                _sqlite_column_insert(tuple(shape), stop - start),
+                shared + flat[start * width : stop * width],
+            )
+            inserted += cursor.rowcount
+    finally:
+        cursor.close()
+    return inserted
 
 
 @functools.lru_cache(maxsize=64)
@@ -119,6 +249,50 @@ def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], 
             )
     finally:
         cursor.close()
+
+
+# SQLite returns rows from an upsert with RETURNING since 3.35.
+_SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+
+
+def create_keys(
+    conn: Connection, table: str, column: str, keys: Sequence[str], now: float
+) -> dict[str, int]:
+    """Dense ids of ``keys``, creating the rows of those not stored yet.
+
+    The insert returns the ids it created, so only keys that already existed are looked up
+    afterwards (on a fresh store: one statement instead of two, and no second pass over them).
+    Keys are inserted in sorted order, like :func:`insert_keys`.
+    """
+    if not keys:
+        return {}
+    if conn.dialect.name == "sqlite" and not _SQLITE_RETURNING:
+        insert_keys(conn, table, column, keys, now)
+        return select_keys(conn, table, column, keys)
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    ordered = sorted(keys)
+    try:
+        if conn.dialect.name == "sqlite":
+            cursor.execute(
+                f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
+                f"SELECT value, false, ?, ? FROM json_each(?) WHERE true "
+                f"ON CONFLICT ({column}) DO NOTHING RETURNING {column}, idx",
+                (now, now, orjson.dumps(ordered).decode()),
+            )
+        else:
+            cursor.execute(
+                f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
+                f"SELECT k, false, %s, %s FROM unnest(%s::text[]) AS k "
+                f"ON CONFLICT ({column}) DO NOTHING RETURNING {column}, idx",
+                (now, now, ordered),
+            )
+        found: dict[str, int] = dict(cursor.fetchall())
+    finally:
+        cursor.close()
+    if len(found) < len(ordered):
+        found.update(select_keys(conn, table, column, [k for k in ordered if k not in found]))
+    return found
 
 
 def read_columns(conn: Connection, sql: str, width: int, chunk: int = 200_000) -> np.ndarray:
