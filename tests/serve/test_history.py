@@ -55,3 +55,32 @@ def test_row_matches_build_matrix(sqlite_url: str, params: dict[str, Any]) -> No
             assert set(consumed) == set(events.item_idx[mine & (events.weight != 0)])
     finally:
         wheel.close()
+
+
+def test_live_tail_sees_every_commit_and_rows_follow_new_events(store_url: str) -> None:
+    """Polls that find nothing new are cheap on SQLite (a version probe), yet the next commit
+    by any connection, here a second process's store, is read; a user's cached row changes
+    with the user's new events only."""
+    wheel, other = dfw.open(store_url), dfw.open(store_url)
+    try:
+        wheel.track_many([{"user_id": "u", "item_id": f"i{n}", "type": "click"} for n in range(3)])
+        wheel.track(user_id="v", item_id="i0", type="click")
+        events, watermark = read_events(wheel.store)
+        histories = Histories(wheel.store, events, watermark)
+        user_u, user_v = int(events.user_idx[0]), int(events.user_idx[-1])
+        n_items = 10
+        before_u = histories.row(user_u, n_items, {})[0]
+        before_v = histories.row(user_v, n_items, {})[0]
+        for _ in range(3):
+            histories.catch_up()
+            assert histories.watermark == watermark
+        other.track(user_id="u", item_id="i2", type="click")
+        histories.catch_up()
+        assert histories.watermark > watermark
+        after_u = histories.row(user_u, n_items, {})[0]
+        assert after_u.toarray()[0].sum() == before_u.toarray()[0].sum() + 1.0
+        assert histories.row(user_v, n_items, {})[0] is before_v  # untouched: from the cache
+        histories.close()
+    finally:
+        wheel.close()
+        other.close()

@@ -41,6 +41,9 @@ class Histories:
         self._lock = threading.Lock()
         self._read_started = -np.inf
 
+    def close(self) -> None:
+        self._tail_reader.close()
+
     def catch_up(self) -> None:
         """Append events stored before this call; concurrent callers share one read.
 

@@ -83,6 +83,10 @@ class RecommendationService:
 
     def close(self) -> None:
         self.impressions.close()
+        if self._served is not None:
+            # Histories of earlier champions may still be read by a request in flight; their
+            # connections close when they are collected.
+            self._served.histories.close()
 
     def invalidate(self) -> None:
         """Look up the champion, shadows and experiment on the next request (after the loop or
