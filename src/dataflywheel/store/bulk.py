@@ -230,25 +230,38 @@ def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], 
     """
     raw: Any = conn.connection.dbapi_connection
     cursor = raw.cursor()
-    ordered = sorted(keys)
     try:
-        if conn.dialect.name == "sqlite":
-            # ``WHERE true`` tells SQLite's parser that ON CONFLICT is the upsert clause.
-            cursor.execute(
-                f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
-                f"SELECT value, false, ?, ? FROM json_each(?) WHERE true "
-                f"ON CONFLICT ({column}) DO NOTHING",
-                (now, now, orjson.dumps(ordered).decode()),
-            )
-        else:
-            cursor.execute(
-                f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
-                f"SELECT k, false, %s, %s FROM unnest(%s::text[]) AS k "
-                f"ON CONFLICT ({column}) DO NOTHING",
-                (now, now, ordered),
-            )
+        _insert_new_keys(cursor, conn.dialect.name, table, column, keys, now)
     finally:
         cursor.close()
+
+
+def _insert_new_keys(
+    cursor: Any,
+    dialect: str,
+    table: str,
+    column: str,
+    keys: Sequence[str],
+    now: float,
+    returning: str = "",
+) -> None:
+    """One INSERT of the rows of ``keys`` (sorted) that do not exist, ``returning`` appended."""
+    ordered = sorted(keys)
+    if dialect == "sqlite":
+        # ``WHERE true`` tells SQLite's parser that ON CONFLICT is the upsert clause.
+        cursor.execute(
+            f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
+            f"SELECT value, false, ?, ? FROM json_each(?) WHERE true "
+            f"ON CONFLICT ({column}) DO NOTHING{returning}",
+            (now, now, orjson.dumps(ordered).decode()),
+        )
+    else:
+        cursor.execute(
+            f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
+            f"SELECT k, false, %s, %s FROM unnest(%s::text[]) AS k "
+            f"ON CONFLICT ({column}) DO NOTHING{returning}",
+            (now, now, ordered),
+        )
 
 
 # SQLite returns rows from an upsert with RETURNING since 3.35.
@@ -271,27 +284,14 @@ def create_keys(
         return select_keys(conn, table, column, keys)
     raw: Any = conn.connection.dbapi_connection
     cursor = raw.cursor()
-    ordered = sorted(keys)
     try:
-        if conn.dialect.name == "sqlite":
-            cursor.execute(
-                f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
-                f"SELECT value, false, ?, ? FROM json_each(?) WHERE true "
-                f"ON CONFLICT ({column}) DO NOTHING RETURNING {column}, idx",
-                (now, now, orjson.dumps(ordered).decode()),
-            )
-        else:
-            cursor.execute(
-                f"INSERT INTO {table} ({column}, hidden, created_at, updated_at) "
-                f"SELECT k, false, %s, %s FROM unnest(%s::text[]) AS k "
-                f"ON CONFLICT ({column}) DO NOTHING RETURNING {column}, idx",
-                (now, now, ordered),
-            )
+        returning = f" RETURNING {column}, idx"
+        _insert_new_keys(cursor, conn.dialect.name, table, column, keys, now, returning)
         found: dict[str, int] = dict(cursor.fetchall())
     finally:
         cursor.close()
-    if len(found) < len(ordered):
-        found.update(select_keys(conn, table, column, [k for k in ordered if k not in found]))
+    if len(found) < len(keys):
+        found.update(select_keys(conn, table, column, [k for k in keys if k not in found]))
     return found
 
 

@@ -26,6 +26,22 @@ _pool: ThreadPoolExecutor | None = None
 
 
 @numba.njit(nogil=True, cache=True)
+def _add_rows(
+    acc: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray,
+    s_indptr: np.ndarray,
+    s_indices: np.ndarray,
+    s_data: np.ndarray,
+) -> None:  # pragma: no cover - compiled; covered through the models' tests
+    """``acc += Σ weights[p] * S[items[p]]``: one user's scores, scattered into ``acc``."""
+    for p in range(items.size):
+        weight = weights[p]
+        for q in range(s_indptr[items[p]], s_indptr[items[p] + 1]):
+            acc[s_indices[q]] += weight * s_data[q]
+
+
+@numba.njit(nogil=True, cache=True)
 def _accumulate(
     x_indptr: np.ndarray,
     x_indices: np.ndarray,
@@ -36,12 +52,8 @@ def _accumulate(
     out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled; covered through the models' tests
     for u in range(x_indptr.size - 1):
-        row = out[u]
-        for p in range(x_indptr[u], x_indptr[u + 1]):
-            item = x_indices[p]
-            weight = x_data[p]
-            for q in range(s_indptr[item], s_indptr[item + 1]):
-                row[s_indices[q]] += weight * s_data[q]
+        lo, hi = x_indptr[u], x_indptr[u + 1]
+        _add_rows(out[u], x_indices[lo:hi], x_data[lo:hi], s_indptr, s_indices, s_data)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -62,11 +74,8 @@ def _top_k(
     acc = np.empty(base.size, dtype=np.float32)
     for u in range(x_indptr.size - 1):
         acc[:] = base
-        for p in range(x_indptr[u], x_indptr[u + 1]):
-            item = x_indices[p]
-            weight = x_data[p]
-            for q in range(s_indptr[item], s_indptr[item + 1]):
-                acc[s_indices[q]] += weight * s_data[q]
+        lo, hi = x_indptr[u], x_indptr[u + 1]
+        _add_rows(acc, x_indices[lo:hi], x_data[lo:hi], s_indptr, s_indices, s_data)
         for p in range(e_indptr[u], e_indptr[u + 1]):
             acc[e_indices[p]] = -np.inf
         best = scores[u]
