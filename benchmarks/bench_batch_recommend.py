@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.nearest_neighbours import CosineRecommender
 from threadpoolctl import threadpool_limits
 
+from _timing import users_per_second
 from dataflywheel.learn.models import EASE, ItemKNN
 from dataflywheel.learn.models.base import top_k
 
@@ -38,16 +38,6 @@ def matrix_of(path: Path) -> sp.csr_matrix:
     items = np.unique(raw[:, 1], return_inverse=True)[1]
     shape = (int(users.max()) + 1, int(items.max()) + 1)
     return sp.csr_matrix((np.ones(len(raw), dtype=np.float32), (users, items)), shape=shape)
-
-
-def speed(call: Callable[[], Any], users: int, repeats: int) -> tuple[float, float]:
-    """(users/s wall clock, users/s of CPU time) over ``repeats`` calls after one warm-up."""
-    call()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(repeats):
-        call()
-    done = users * repeats
-    return done / (time.perf_counter() - wall), done / (time.process_time() - cpu)
 
 
 def scipy_path(model: EASE, rows: sp.csr_matrix) -> np.ndarray:
@@ -80,26 +70,30 @@ def main() -> None:
     every = np.arange(n_users)
     same = np.array_equal(ease.recommend(rows, K)[0], scipy_path(ease, rows))
     load = os.getloadavg()[0]
+
+    def timed(call: Callable[[], Any]) -> tuple[float, float]:
+        return users_per_second(call, n_users, args.repeats)
+
     results = [
         (
             "ours: pruned EASE, compiled pass",
-            speed(lambda: ease.recommend(rows, K), n_users, args.repeats),
+            timed(lambda: ease.recommend(rows, K)),
         ),
         (
             "ours: item-kNN (100), compiled pass",
-            speed(lambda: knn.recommend(rows, K), n_users, args.repeats),
+            timed(lambda: knn.recommend(rows, K)),
         ),
         (
             "pruned EASE through scipy + numpy top-k",
-            speed(lambda: scipy_path(ease, rows), n_users, args.repeats),
+            timed(lambda: scipy_path(ease, rows)),
         ),
         (
             "implicit item-kNN cosine (K=100)",
-            speed(lambda: implicit_knn.recommend(every, rows, N=K), n_users, args.repeats),
+            timed(lambda: implicit_knn.recommend(every, rows, N=K)),
         ),
         (
             "implicit ALS (64 factors)",
-            speed(lambda: implicit_als.recommend(every, rows, N=K), n_users, args.repeats),
+            timed(lambda: implicit_als.recommend(every, rows, N=K)),
         ),
     ]
     ours = results[0][1][0]

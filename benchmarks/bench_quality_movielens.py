@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import CosineRecommender
 from threadpoolctl import threadpool_limits
 
+from _timing import users_per_second
 from dataflywheel.evaluation.ranking import ndcg_at_k, recall_at_k
 from dataflywheel.evaluation.splits import per_user_temporal
 from dataflywheel.learn.matrix import build_matrix
@@ -167,16 +167,6 @@ def run_ours(test: Split, valid_mask: np.ndarray, budget: float) -> tuple[dict[s
     return row, result
 
 
-def batch_speed(model: Any, rows: sp.csr_matrix, repeats: int = 3) -> tuple[float, float]:
-    """In-process batch recommend (k=10) over ``rows``: (users/s wall clock, users/s CPU)."""
-    model.recommend(rows, K)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(repeats):
-        model.recommend(rows, K)
-    users = repeats * rows.shape[0]
-    return users / (time.perf_counter() - wall), users / (time.process_time() - cpu)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -261,8 +251,11 @@ def main() -> None:
         n_items=shape[1],
         **result.matrix_params,
     )
-    ours_speed = batch_speed(result.model, served_rows)
-    exact_speed = batch_speed(EASE(l2=200.0).fit(test.train), test.train)
+    ours_speed = users_per_second(
+        lambda: result.model.recommend(served_rows, K), served_rows.shape[0], 3
+    )
+    exact = EASE(l2=200.0).fit(test.train)
+    exact_speed = users_per_second(lambda: exact.recommend(test.train, K), test.train.shape[0], 3)
     ratio = ours["ndcg"] / best_peer["ndcg"]
     command = f"python benchmarks/bench_quality_movielens.py --budget {args.budget:g}"
     lines = [
