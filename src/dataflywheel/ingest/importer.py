@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -27,7 +26,12 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Connection
 
 from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.validate import MIN_TIMESTAMP, TYPE_MAX_LENGTH, parse_timestamp
+from dataflywheel.ingest.validate import (
+    MIN_TIMESTAMP,
+    TYPE_MAX_LENGTH,
+    parse_timestamp,
+    utc_day,
+)
 from dataflywheel.store.bulk import (
     EventColumns,
     GeneratedIds,
@@ -187,10 +191,6 @@ def _floats(array: pa.Array, default: float) -> np.ndarray:
             except ValueError:
                 out[i] = math.nan
     return out
-
-
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 @dataclass
@@ -442,7 +442,7 @@ class EventImporter:
                     recommendation_id=chunk.recommendation_ids,
                 ),
             )
-        store.record_ingest(conn, _day(now), inserted, kept - inserted, outcome.rejected)
+        store.record_ingest(conn, utc_day(now), inserted, kept - inserted, outcome.rejected)
         result.accepted += inserted
         result.duplicates += kept - inserted
 

@@ -13,13 +13,12 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
 from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.validate import Event, EventValidator
+from dataflywheel.ingest.validate import Event, EventValidator, utc_day
 from dataflywheel.store.bulk import EventRow, insert_event_batches
 from dataflywheel.store.store import Store
 
@@ -99,7 +98,7 @@ class Ingestor:
             items, new_items = store.resolve_ids(conn, "items", item_keys, now)
             inserted = insert_event_batches(conn, [_rows(batch, users, items) for batch in batches])
             for batch, new in zip(batches, inserted, strict=True):
-                counts = per_day.setdefault(_day(batch.received_at), [0, 0, 0])
+                counts = per_day.setdefault(utc_day(batch.received_at), [0, 0, 0])
                 counts[0] += new
                 counts[1] += len(batch.events) - new
                 counts[2] += batch.rejected
@@ -210,7 +209,3 @@ class GroupCommitWriter:
     def _fail(group: list[tuple[Batch, Future[int]]], exc: Exception) -> None:
         for _, future in group:
             future.set_exception(exc)
-
-
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -161,3 +161,8 @@ class EventValidator:
             recommendation_id=recommendation_id,
             context=context_json,
         )
+
+
+def utc_day(ts: float) -> str:
+    """The UTC date of an epoch time, as the ingest counters are keyed (``YYYY-MM-DD``)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
