@@ -168,3 +168,13 @@ def test_requests_do_not_wait_for_a_periodic_check_running_elsewhere(
     assert answers[0]["model_version"] == "v1"
     service.refresh()
     assert service.fresh()
+
+
+def test_items_first_named_by_events_are_served_at_once(wheel: dfw.Flywheel) -> None:
+    """The catalogue is read before any item exists; events then create items in this
+    process, and the next request sees them without waiting for the periodic refresh."""
+    assert wheel.recommend("u0", 3)["items"] == []
+    wheel.track_many([{"user_id": "u0", "item_id": f"n{i}", "type": "click"} for i in range(2)])
+    wheel.track_many([{"user_id": "u1", "item_id": f"n{i}", "type": "click"} for i in range(5)])
+    served = {item["item_id"] for item in wheel.recommend("u0", 3)["items"]}
+    assert served and served <= {"n2", "n3", "n4"}

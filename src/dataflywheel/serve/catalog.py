@@ -35,6 +35,7 @@ class Catalog:
         self._attributes: list[dict[str, Any]] = [{}]
         self._attribute_masks: dict[tuple[str, str], np.ndarray] = {}
         self._version: tuple[Any, ...] = ()
+        self._learned = -1  # the store's ids_learned("items") at the last load
 
     def invalidate(self) -> None:
         """Re-read on the next request (after an upsert in this process), not at the next check."""
@@ -42,20 +43,75 @@ class Catalog:
 
     def fresh(self, now: float) -> bool:
         """Whether :meth:`refresh` would skip the store at monotonic time ``now``."""
-        return now - self._loaded_at < REFRESH_SECONDS
+        return (
+            now - self._loaded_at < REFRESH_SECONDS
+            and self.store.ids_learned("items") == self._learned
+        )
 
     def refresh(self, force: bool = False) -> None:
-        """Reload the catalogue if items changed; checked at most every few seconds."""
-        if not force and time.monotonic() - self._loaded_at < REFRESH_SECONDS:
+        """Reload the catalogue if items changed; checked at most every few seconds, and at
+        once after this process stored events naming new items."""
+        if not force and self.fresh(time.monotonic()):
             return
+        learned = self.store.ids_learned("items")
         # A periodic check already running in another thread is not waited for; a first load,
-        # a forced one, or one after invalidate() (a change made by this process) is.
-        if not self._lock.acquire(blocking=force or self._loaded_at == -np.inf):
+        # a forced one, or one after a change made by this process (invalidate(), new items) is.
+        urgent = force or self._loaded_at == -np.inf or learned != self._learned
+        if not self._lock.acquire(blocking=urgent):
             return
         try:
-            self._load(force)
+            if force or learned == self._learned or not self._version:
+                self._load(force)
+            else:
+                self._add_new_items()
+            self._learned = learned
         finally:
             self._lock.release()
+
+    def _add_new_items(self) -> None:
+        """Append the items created since the last read (dense ids only grow): a few rows,
+        where a full read of a large catalogue on every request naming a new item would not
+        do. Changes to known items arrive with the next periodic check."""
+        i = schema.items.c
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(i.idx, i.item_id, i.hidden, i.categories, i.attributes).where(
+                    i.idx >= len(self.keys)
+                )
+            ).all()
+        if not rows:
+            return
+        size = max(row.idx for row in rows) + 1
+        grow = size - len(self.keys)
+        # Readers look names up by the ids of the visibility mask: names first, mask last.
+        self.keys.extend([None] * grow)
+        self._attributes.extend({} for _ in range(grow))
+        visible = np.concatenate([self.visible, np.zeros(grow, dtype=bool)])
+        masks = {
+            name: np.concatenate([mask, np.zeros(grow, dtype=bool)])
+            for name, mask in self._categories.items()
+        }
+        for row in rows:
+            self._put(row, self.keys, visible, self._attributes, masks)
+            self.index[row.item_id] = row.idx
+        self._categories, self._attribute_masks = masks, {}
+        self.visible = visible
+
+    @staticmethod
+    def _put(
+        row: Any,
+        keys: list[str | None],
+        visible: np.ndarray,
+        attributes: list[dict[str, Any]],
+        masks: dict[str, np.ndarray],
+    ) -> None:
+        keys[row.idx] = row.item_id
+        visible[row.idx] = not row.hidden
+        attributes[row.idx] = row.attributes or {}
+        for category in row.categories or []:
+            if str(category) not in masks:
+                masks[str(category)] = np.zeros(visible.size, dtype=bool)
+            masks[str(category)][row.idx] = True
 
     def _load(self, force: bool) -> None:
         """Read the catalogue (or only its version, when unchanged) from the store."""
@@ -76,18 +132,9 @@ class Catalog:
         keys: list[str | None] = [None] * size
         visible = np.zeros(size, dtype=bool)
         attributes: list[dict[str, Any]] = [{} for _ in range(size)]
-        categories: dict[str, list[int]] = {}
+        masks: dict[str, np.ndarray] = {}
         for row in rows:
-            keys[row.idx] = row.item_id
-            visible[row.idx] = not row.hidden
-            attributes[row.idx] = row.attributes or {}
-            for category in row.categories or []:
-                categories.setdefault(str(category), []).append(row.idx)
-        masks = {}
-        for name, members in categories.items():
-            mask = np.zeros(size, dtype=bool)
-            mask[members] = True
-            masks[name] = mask
+            self._put(row, keys, visible, attributes, masks)
         self.keys, self.visible, self._attributes = keys, visible, attributes
         self.index = {key: idx for idx, key in enumerate(keys) if key is not None}
         self._categories, self._attribute_masks = masks, {}
