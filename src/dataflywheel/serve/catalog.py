@@ -35,36 +35,32 @@ class Catalog:
         self._attributes: list[dict[str, Any]] = [{}]
         self._attribute_masks: dict[tuple[str, str], np.ndarray] = {}
         self._version: tuple[Any, ...] = ()
-        self._learned = -1  # the store's ids_learned("items") at the last load
+        self._created = 0  # the store's ids_created("items") when last read
 
     def invalidate(self) -> None:
         """Re-read on the next request (after an upsert in this process), not at the next check."""
         self._loaded_at = -np.inf
 
     def fresh(self, now: float) -> bool:
-        """Whether :meth:`refresh` would skip the store at monotonic time ``now``."""
-        return (
-            now - self._loaded_at < REFRESH_SECONDS
-            and self.store.ids_learned("items") == self._learned
-        )
+        """Whether the periodic check would skip the store at monotonic time ``now``."""
+        return now - self._loaded_at < REFRESH_SECONDS
 
     def refresh(self, force: bool = False) -> None:
-        """Reload the catalogue if items changed; checked at most every few seconds, and at
-        once after this process stored events naming new items."""
-        if not force and self.fresh(time.monotonic()):
+        """Reload the catalogue if items changed, checked at most every few seconds; items
+        created by this process's events are appended at once."""
+        created = self.store.ids_created("items")
+        if not force and created == self._created and self.fresh(time.monotonic()):
             return
-        learned = self.store.ids_learned("items")
-        # A periodic check already running in another thread is not waited for; a first load,
-        # a forced one, or one after a change made by this process (invalidate(), new items) is.
-        urgent = force or self._loaded_at == -np.inf or learned != self._learned
-        if not self._lock.acquire(blocking=urgent):
+        # A check already running in another thread is not waited for; a first load, a forced
+        # one, or one after invalidate() (a change made by this process) is.
+        if not self._lock.acquire(blocking=force or self._loaded_at == -np.inf):
             return
         try:
-            if force or learned == self._learned or not self._version:
+            if force or not self._version or not self.fresh(time.monotonic()):
                 self._load(force)
             else:
                 self._add_new_items()
-            self._learned = learned
+            self._created = created
         finally:
             self._lock.release()
 

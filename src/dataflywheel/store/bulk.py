@@ -222,8 +222,9 @@ def insert_event_batches(conn: Connection, batches: Sequence[Sequence[EventRow]]
     return counts
 
 
-def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], now: float) -> None:
-    """Create user or item rows for ``keys`` that do not exist yet (bulk path of id mapping).
+def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], now: float) -> int:
+    """Create user or item rows for ``keys`` that do not exist yet (bulk path of id mapping);
+    returns how many were created.
 
     One statement for all keys, sorted so that concurrent writers (several server processes on
     PostgreSQL) take the unique-index locks in the same order and cannot deadlock.
@@ -232,6 +233,7 @@ def insert_keys(conn: Connection, table: str, column: str, keys: Sequence[str], 
     cursor = raw.cursor()
     try:
         _insert_new_keys(cursor, conn.dialect.name, table, column, keys, now)
+        return max(int(cursor.rowcount), 0)
     finally:
         cursor.close()
 

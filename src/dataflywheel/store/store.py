@@ -45,7 +45,7 @@ class Store:
             raise ConfigError(f"cannot open store {settings.db}: {reason}", field="db") from exc
         self._ids: dict[str, dict[str, int]] = {"users": {}, "items": {}}
         self._ids_lock = threading.Lock()
-        self._learned = {"users": 0, "items": 0}
+        self._created = {"users": 0, "items": 0}
 
     @property
     def dialect(self) -> str:
@@ -99,7 +99,7 @@ class Store:
         learned: dict[str, int] = {}
         if missing:
             table, column = _TABLES[kind]
-            insert_keys(conn, table.name, column, missing, now)
+            self._created[kind] += insert_keys(conn, table.name, column, missing, now)
             learned = self._select_ids(conn, kind, missing)
             found.update(learned)
         return found, learned
@@ -110,12 +110,11 @@ class Store:
             if len(cache) + len(learned) > _CACHE_LIMIT:
                 cache.clear()
             cache.update(learned)
-            self._learned[kind] += len(learned)
 
-    def ids_learned(self, kind: Kind) -> int:
-        """How many ids of ``kind`` this process has learned (created or first looked up): a
-        change tells the serving catalogue that items may have appeared."""
-        return self._learned[kind]
+    def ids_created(self, kind: Kind) -> int:
+        """How many rows of ``kind`` this process's events have created (a rolled-back
+        transaction may count too): a change tells the serving catalogue to look for items."""
+        return self._created[kind]
 
     def _select_ids(self, conn: Connection, kind: Kind, keys: Sequence[str]) -> dict[str, int]:
         table, column = _TABLES[kind]
