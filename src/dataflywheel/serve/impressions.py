@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from dataflywheel.store.bulk import insert_rows_sqlite
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,18 +104,10 @@ JSON_COLUMNS = frozenset({"item_ids", "scores", "propensities", "context"})
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
-SQLITE_ROWS_PER_STATEMENT = 500
-"""Rows per multi-row INSERT on SQLite (12 parameters each, far below its variable limit)."""
-
-
 def insert_impressions(conn: Connection, records: list[dict[str, Any]]) -> None:
     """Driver-level inserts with the JSON columns encoded by orjson (a third of the per-row
-    cost of a Core insert, which encodes each JSON value in Python).
-
-    On SQLite, multi-row statements: pysqlite's ``executemany`` steps each row with the GIL
-    released and taken back, and serving's event loop, which shares the process, then waits
-    for the GIL at every row.
-    """
+    cost of a Core insert, which encodes each JSON value in Python); multi-row statements on
+    SQLite, whose ``executemany`` would hand serving's event loop the GIL at every row."""
     rows = [
         tuple(
             _encode(record.get(column)) if column in JSON_COLUMNS else record.get(column)
@@ -122,15 +115,15 @@ def insert_impressions(conn: Connection, records: list[dict[str, Any]]) -> None:
         )
         for record in records
     ]
-    head = f"INSERT INTO impressions ({', '.join(COLUMNS)}) VALUES "
+    head = f"INSERT INTO impressions ({', '.join(COLUMNS)})"
     if conn.dialect.name != "sqlite":
-        conn.exec_driver_sql(head + f"({', '.join(['%s'] * len(COLUMNS))})", rows)
+        conn.exec_driver_sql(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
         return
-    one = f"({', '.join(['?'] * len(COLUMNS))})"
-    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
-        chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
-        params = tuple(value for row in chunk for value in row)
-        conn.exec_driver_sql(head + ", ".join([one] * len(chunk)), params)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        insert_rows_sqlite(cursor, head, rows)
+    finally:
+        cursor.close()
 
 
 def _encode(value: Any) -> str | None:

@@ -31,10 +31,11 @@ COLUMNS = (
     "context",
 )
 _COLUMN_LIST = ", ".join(COLUMNS)
-# Rows per multi-row INSERT on SQLite (4 500 of its at most 32 766 parameters): one statement
-# step per chunk instead of one per row halves the cost of executemany and releases the GIL once
-# per chunk, not per row.
+# Rows per multi-row INSERT on SQLite (events: 4 500 parameters, impressions: 6 000, of its at
+# most 32 766): one statement step per chunk instead of one per row halves the cost of
+# executemany and releases the GIL once per chunk, not per row.
 _ROWS_PER_INSERT = 500
+_SQLITE_EVENTS_HEAD = f"INSERT OR IGNORE INTO events ({_COLUMN_LIST})"
 # PostgreSQL gets the whole batch as one JSON array of rows: orjson encodes it in C and the
 # server unpacks it, where COPY with a Python call per row cost more than the insert itself.
 _PG_INSERT = (
@@ -174,9 +175,23 @@ def insert_event_columns(conn: Connection, columns: EventColumns) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _sqlite_insert(n_rows: int) -> str:
-    row = "(" + ", ".join("?" * len(COLUMNS)) + ")"
-    return f"INSERT OR IGNORE INTO events ({_COLUMN_LIST}) VALUES " + ", ".join([row] * n_rows)
+def _values_sql(head: str, width: int, n_rows: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES " + ", ".join([row] * n_rows)
+
+
+def insert_rows_sqlite(cursor: Any, head: str, rows: Sequence[Sequence[Any]]) -> int:
+    """``head`` (``INSERT ... INTO table (columns)``) for ``rows`` on a SQLite cursor, in
+    multi-row statements of ``_ROWS_PER_INSERT``: pysqlite's ``executemany`` steps each row
+    with the GIL released and taken back, which stalls every other thread of the process.
+    Returns how many rows were inserted."""
+    inserted = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        sql = _values_sql(head, len(chunk[0]), len(chunk))
+        cursor.execute(sql, list(itertools.chain.from_iterable(chunk)))
+        inserted += cursor.rowcount
+    return inserted
 
 
 def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
@@ -186,13 +201,10 @@ def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
     raw: Any = conn.connection.dbapi_connection
     if conn.dialect.name == "sqlite":
         cursor = raw.cursor()
-        inserted = 0
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[start : start + _ROWS_PER_INSERT]
-            cursor.execute(_sqlite_insert(len(chunk)), list(itertools.chain.from_iterable(chunk)))
-            inserted += cursor.rowcount
-        cursor.close()
-        return inserted
+        try:
+            return insert_rows_sqlite(cursor, _SQLITE_EVENTS_HEAD, rows)
+        finally:
+            cursor.close()
     with raw.cursor() as cursor:
         cursor.execute(_PG_INSERT, (orjson.dumps(rows).decode(),))
         return int(cursor.rowcount)
