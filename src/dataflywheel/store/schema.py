@@ -85,6 +85,9 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),
     Column("scope", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
 )
 
 ingest_daily = Table(
@@ -133,6 +136,18 @@ model_transitions = Table(
     Column("to_status", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("ts", Float, nullable=False),
+)
+
+# Who did what to whom (erasures, key revocations, automatic rollbacks), never the data itself.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("detail", JSON, nullable=False),
 )
 
 leases = Table(
