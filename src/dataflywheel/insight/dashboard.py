@@ -67,7 +67,9 @@ def optional_table(conn: Connection, names: tuple[str, ...]) -> dict[str, Any]:
                 "available": True,
                 "table": name,
                 "count": int(count),
-                "rows": [{k: _plain(v) for k, v in row._mapping.items()} for row in rows],
+                # Reflected column names are SQLAlchemy ``quoted_name`` objects, which orjson
+                # refuses as keys: plain strings from here on.
+                "rows": [{str(k): _plain(v) for k, v in row._mapping.items()} for row in rows],
             }
     return {"available": False, "table": None, "count": 0, "rows": []}
 
@@ -97,7 +99,7 @@ def render_page(data: dict[str, Any] | None = None) -> str:
         embedded = "null"
     else:
         plotly_tag = f"<script>{_script_safe(plotly_path().read_text(encoding='utf-8'))}</script>"
-        embedded = _script_safe(orjson.dumps(data).decode())
+        embedded = script_json(data)
     parts = {
         "STYLE": _asset("dashboard.css"),
         "PLOTLY": plotly_tag,
@@ -114,5 +116,18 @@ def render_report(store: Store, start: str | None = None, end: str | None = None
 
 
 def _script_safe(text: str) -> str:
-    """Keep inlined text from closing its <script> element."""
+    """Keep inlined script code (plotly.js, not data) from closing its <script> element."""
     return text.replace("</", "<\\/")
+
+
+# Inside JSON these characters occur only in strings, where the escapes mean the same: the
+# result parses to the same value, and data can neither end the <script> element nor open an
+# HTML comment or a nested <script> (which would make the parser swallow the rest of the page).
+_JSON_IN_HTML = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is safe to place inside an HTML <script> element."""
+    return orjson.dumps(data).decode().translate(_JSON_IN_HTML)
