@@ -20,6 +20,7 @@ import typer
 
 from dataflywheel.cli import datasets, decide, insight, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
+from dataflywheel.cli import store_ops
 from dataflywheel.cli.common import (
     DbOption,
     FormatOption,
@@ -173,6 +174,7 @@ datasets.register(app)
 rollout.register(app)
 insight.register(app)
 simulate_cli.register(app)
+store_ops.register(app)
 
 
 def is_loopback(host: str) -> bool:
