@@ -77,6 +77,10 @@ class RolloutSettings(BaseModel):
     # Regression suites: how many more failures than the champion a candidate may have.
     regression_tolerance: int = Field(default=0, ge=0)
     regression_k: int = Field(default=10, ge=1, le=200)
+    # Watch after promotion: a new champion's click/strong-signal rate per impression against
+    # the previous champion's over as long before the promotion; a clear drop rolls back.
+    watch_seconds: float = Field(default=DAY, ge=0)
+    watch_min_impressions: int = Field(default=200, ge=2)
 
 
 class Settings(BaseSettings):
@@ -96,6 +100,13 @@ class Settings(BaseSettings):
     max_id_length: int = 256
     max_future_seconds: float = 3_600.0
     sqlite_synchronous: str = "FULL"
+    # HTTP limits (docs/api.md, "Limits"): JSON nesting, item/user attributes and categories;
+    # extra Host names answered without keys (loopback names always are).
+    max_json_depth: int = Field(default=32, ge=4)
+    max_attributes: int = Field(default=256, ge=0)
+    max_attributes_bytes: int = Field(default=65_536, ge=2)
+    max_categories: int = Field(default=100, ge=0)
+    allowed_hosts: list[str] = Field(default_factory=list)
 
     # Serving: the exploration policy (see dataflywheel.serve.exploration.make_policy).
     exploration: dict[str, Any] = Field(
@@ -108,20 +119,33 @@ class Settings(BaseSettings):
     # The background loop (run by `flywheel serve`).
     loop_enabled: bool = True
     loop_interval_seconds: float = 30.0
+    # The loop lease (renewed every third of it while a step runs, so training keeps it).
+    loop_lease_seconds: float = Field(default=90.0, gt=0)
     retrain_min_new_events: int = 1_000
     retrain_interval_seconds: float = 3_600.0
     train_model: str = "auto"
     train_budget_seconds: float = 60.0
     train_max_trials: int | None = None
+    # "local" trains in this process; "spark" fits ALS in Spark MLlib (the `spark` extra).
+    train_engine: Literal["local", "spark"] = "local"
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "4g"
     # Seeds serving's exploration and the model search (reproducible simulations).
     seed: int | None = None
     promote_min_gain: float = 0.0
+    # Events and impressions older than this are deleted by the loop (None: kept forever).
+    retention_days: float | None = Field(default=None, gt=0)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
 
     def artifacts_dir(self) -> Path:
         """Where model artifacts live: beside the SQLite file, or the configured location."""
         if self.artifacts:
-            return Path(self.artifacts.removeprefix("file://"))
+            path = self.artifacts.removeprefix("file://")
+            if "://" in path:
+                raise ConfigError(
+                    "artifacts must be a local directory (a path or file://...)", field="artifacts"
+                )
+            return Path(path)
         if self.db.startswith("sqlite:///"):
             path = self.db.removeprefix("sqlite:///")
             if path and path != ":memory:":

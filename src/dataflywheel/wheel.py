@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dataflywheel.config import Settings, load_settings
+from dataflywheel.errors import ValidationError
 from dataflywheel.ingest.service import Batch, Ingestor, IngestResult
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
@@ -167,12 +168,39 @@ class Flywheel:
     # Learning --------------------------------------------------------------------------------
 
     def train(
-        self, model: str = "auto", budget: float | None = None, *, now: float | None = None
+        self,
+        model: str = "auto",
+        budget: float | None = None,
+        *,
+        now: float | None = None,
+        engine: str | None = None,
+        spark_master: str | None = None,
     ) -> dict[str, Any]:
-        """Snapshot, search/fit and register a model version (the first becomes champion)."""
-        version = self.trainer.train(
-            model, self.settings.train_budget_seconds if budget is None else budget, now=now
-        )
+        """Snapshot, search/fit and register a model version (the first becomes champion);
+        ``engine="spark"`` fits implicit ALS in Spark MLlib instead of the local search."""
+        engine = engine or self.settings.train_engine
+        if engine == "spark":
+            if model not in ("auto", "ials"):
+                raise ValidationError(
+                    f"the spark engine trains ials only, not {model!r}", field="model"
+                )
+            from dataflywheel.learn.spark import SparkTrainer
+
+            version = SparkTrainer(
+                self.store,
+                self.registry,
+                self.settings.artifacts_dir(),
+                master=spark_master or self.settings.spark_master,
+                driver_memory=self.settings.spark_driver_memory,
+            ).train(now=now)
+        elif engine == "local":
+            version = self.trainer.train(
+                model, self.settings.train_budget_seconds if budget is None else budget, now=now
+            )
+        else:
+            raise ValidationError(
+                f"unknown engine {engine!r}; choose local or spark", field="engine"
+            )
         self._champion_changed()
         return version
 

@@ -26,13 +26,25 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="auto, or one of popularity, itemknn, ials, bpr, ease, rp3beta.")
         ] = "auto",
         budget: Annotated[float, typer.Option(help="Seconds for the model search.")] = 60.0,
+        engine: Annotated[
+            str | None,
+            typer.Option(
+                help="local (this process) or spark (ALS in Spark MLlib; the `spark` extra). "
+                "Default: the train_engine setting."
+            ),
+        ] = None,
+        spark_master: Annotated[
+            str | None,
+            typer.Option(help="Spark master URL, e.g. local[2] or spark://host:7077."),
+        ] = None,
         db: DbOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Snapshot the events, search models within the budget, register the best version."""
         with open_wheel(db) as wheel:
-            err.print(f"training ({model}, budget {budget:g} s)...")
-            version = wheel.train(model, budget)
+            chosen = engine or wheel.settings.train_engine
+            err.print(f"training ({model}, {chosen} engine, budget {budget:g} s)...")
+            version = wheel.train(model, budget, engine=engine, spark_master=spark_master)
         if as_json:
             emit_json(version)
             return

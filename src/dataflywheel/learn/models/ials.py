@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
@@ -46,6 +48,15 @@ class IALS(Recommender):
                 random_state=p["seed"],
                 num_threads=thread_count(),
             )
+
+    @classmethod
+    def from_item_factors(cls, item_factors: np.ndarray, **params: Any) -> IALS:
+        """A model whose item factors were fitted elsewhere (Spark MLlib's ALS); users are
+        folded in from their rows at query time, as for a model fitted here."""
+        model = cls(**{**params, "factors": int(item_factors.shape[1])})
+        model._n_items = int(item_factors.shape[0])
+        model._restore({"item_factors": item_factors})
+        return model
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         self._model = self._new_model()
