@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dataflywheel import __version__
 from dataflywheel.api import (
     entities,
+    erasure,
     events,
     insight,
     models,
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     app.router.routes.append(events.route)
     for module in (
         entities,
+        erasure,
         recommendations,
         models,
         rollout,

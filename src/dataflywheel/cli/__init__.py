@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 
-from dataflywheel.cli import datasets, decide, insight, models, rollout
+from dataflywheel.cli import datasets, decide, erasure, insight, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli import store_ops
 from dataflywheel.cli.common import (
@@ -175,6 +175,7 @@ rollout.register(app)
 insight.register(app)
 simulate_cli.register(app)
 store_ops.register(app)
+erasure.register(app)
 
 
 def is_loopback(host: str) -> bool:

@@ -75,6 +75,9 @@ class Loop:
         """Queue hard cases for labelling, move the candidate in flight through its stage, or
         retrain if due and gate the new candidate."""
         now = time.time() if now is None else now
+        from dataflywheel.store.retention import apply_retention
+
+        apply_retention(self.store, self.settings.retention_days, now)  # before a retrain reads
         queued = self.rollout.queue.scan(now)
         step = self.rollout.advance(now)
         if step is None:

@@ -40,6 +40,7 @@ class Histories:
         self._tail_reader = EventTail(store)
         self._lock = threading.Lock()
         self._read_started = -np.inf
+        self._erasures = 0  # part of every cached row's version: an erasure outdates them all
 
     def close(self) -> None:
         self._tail_reader.close()
@@ -96,7 +97,7 @@ class Histories:
         user's next event, since most requests come from users who did nothing new since.
         """
         key = (user, n_items, tuple(sorted(matrix_params.items())))
-        version = len(self._tail.get(user, ()))
+        version = len(self._tail.get(user, ())) + (self._erasures << 32)
         cached = self._rows.get(key)
         if cached is not None and cached[0] == version:
             return cached[1], cached[2]
@@ -142,6 +143,29 @@ class Histories:
             shape=(1, n_items),
         )
         return row, consumed
+
+    def forget(self, user: int) -> None:
+        """Drop an erased user's events: their next row is empty (a cold start), and no item
+        counts as consumed. Weights are zeroed in place, so a request reading the arrays at
+        the same time never sees another user's slice."""
+        with self._lock:
+            lo, hi = np.searchsorted(self._users, [user, user + 1])
+            self._weights[lo:hi] = 0.0
+            for item, weight, _ in self._tail.pop(user, ()):
+                if weight > 0:
+                    self._tail_item_counts[item] -= 1.0
+            self._erasures += 1
+            self._rows.clear()
+
+    def forget_item(self, item: int) -> None:
+        """Drop an erased item from every user's history (it no longer shapes their rows)."""
+        with self._lock:
+            self._weights[self._items == item] = 0.0
+            for user, tail in list(self._tail.items()):
+                self._tail[user] = [event for event in tail if event[0] != item]
+            self._tail_item_counts.pop(item, None)
+            self._erasures += 1
+            self._rows.clear()
 
     def tail_popularity(self, size: int) -> np.ndarray:
         """Positive interactions per item since the snapshot (for cold start)."""

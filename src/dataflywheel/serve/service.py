@@ -26,6 +26,7 @@ from dataflywheel.learn.models import Recommender, load_model
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import read_events
 from dataflywheel.loop.shadow import ShadowJob, SidecarLog
+from dataflywheel.serve import erased
 from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
@@ -76,6 +77,7 @@ class RecommendationService:
         self.router = ArmRouter(store)
         self.impressions = SidecarLog(store, registry, self.models)
         self.policy: Policy = make_policy(settings.exploration)
+        self.deletions = erased.DeletionWatch(store)
         self._served: Served | None = None
         self._checked_at = -np.inf
         self._lock = threading.Lock()
@@ -111,6 +113,13 @@ class RecommendationService:
             and self.catalog.fresh(now)
         )
 
+    def forget_deleted(self) -> None:
+        """Let go of what erasures since the last check removed, now (after an erasure made
+        by this process): the next request already answers without it."""
+        with self._lock:
+            histories = None if self._served is None else self._served.histories
+            erased.forget(self.store, self.deletions.poll(), histories, self.catalog)
+
     # The champion ---------------------------------------------------------------------------
 
     def served(self) -> Served:
@@ -125,6 +134,8 @@ class RecommendationService:
             return self._served
         try:
             self._checked_at = now
+            # Before a champion loads: a deletion drops the event-log copy it would read.
+            deleted = self.deletions.poll()
             champion = self.registry.champion()
             version = None if champion is None else champion["version"]
             if self._served is None or self._served.version != version:
@@ -134,6 +145,7 @@ class RecommendationService:
                     log.exception("champion %s cannot be loaded; keeping the previous one", version)
                     if self._served is None:
                         self._served = self._load(None)
+            erased.forget(self.store, deleted, self._served.histories, self.catalog)
             return self._served
         finally:
             self._lock.release()
