@@ -7,6 +7,7 @@ rollback restores the previous champion.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -118,8 +119,19 @@ class Registry:
             conn.execute(update(schema.models).where(M.version == version).values(status=status))
             self._log(conn, version, current, status, reason, now)
 
-    def rollback(self, reason: str = "manual rollback", now: float | None = None) -> dict[str, Any]:
-        """Retire the champion and restore the version that was champion before it."""
+    def rollback(
+        self,
+        reason: str = "manual rollback",
+        now: float | None = None,
+        *,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Retire the champion and restore the version that was champion before it.
+
+        An automatic rollback passes its ``evidence``: it is kept in the retired version's
+        metrics (``watch``, shown by ``/v1/models``) and written to the audit log, in the same
+        transaction as the change itself.
+        """
         now = time.time() if now is None else now
         champion = self.champion()
         if champion is None:
@@ -138,6 +150,22 @@ class Registry:
                 .values(status="champion", promoted_at=now)
             )
             self._log(conn, previous, "retired", "champion", f"rollback: {reason}", now)
+            if evidence is not None:
+                detail = {**evidence, "reason": reason, "restored": previous}
+                conn.execute(
+                    update(schema.models)
+                    .where(M.version == champion["version"])
+                    .values(metrics={**champion["metrics"], "watch": detail})
+                )
+                conn.execute(
+                    insert(schema.audit_log).values(
+                        ts=now,
+                        actor="loop",
+                        action="rollback",
+                        subject=champion["version"],
+                        detail=detail,
+                    )
+                )
         return self.get(previous)
 
     def transitions(self) -> list[dict[str, Any]]:

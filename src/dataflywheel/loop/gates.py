@@ -11,6 +11,7 @@ the reason says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import Snapshot, take_snapshot
 from dataflywheel.learn.trainer import Holdout
 from dataflywheel.loop.shadow import shadow_report
+from dataflywheel.loop.watch import watch
 from dataflywheel.store.store import Store
 
 K = 10
@@ -58,6 +60,8 @@ class Rollout:
         self.labels = labels
         self.queue: LabelQueue = labels.queue
         self.config: RolloutSettings = settings.rollout
+        # Raises when this process may no longer change models (the loop lost its lease).
+        self.fence: Callable[[], None] = lambda: None
 
     # After training -------------------------------------------------------------------------
 
@@ -120,8 +124,24 @@ class Rollout:
 
     # Later stages ---------------------------------------------------------------------------
 
+    def watch(self, now: float) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Watch a newly promoted champion (see :mod:`dataflywheel.loop.watch`): (the rollback
+        step when it clearly regressed, else None; the watch evidence, None outside a watch)."""
+        evidence = watch(self.store, self.registry, self.config, now)
+        if evidence is None or evidence["verdict"] != "regressed":
+            return None, evidence
+        self.fence()
+        reason = f"watch after promotion: {evidence['reason']}"
+        running = self.experiments.running()
+        if running is not None:  # its control arm is the champion being rolled back
+            self.experiments.finish(running["id"], f"champion rolled back: {reason}", now=now)
+        restored = self.registry.rollback(reason, now, evidence=evidence)
+        gate = Gate("watch", False, evidence["reason"], evidence)
+        return _step("rolled_back", restored["version"], reason, [gate]), evidence
+
     def advance(self, now: float) -> dict[str, Any] | None:
         """Move the candidate in flight (experiment or shadow) on; None when there is none."""
+        self.fence()
         running = self.experiments.running()
         if running is not None:
             return self._conclude(running, now)
@@ -177,6 +197,7 @@ class Rollout:
         gates: list[Gate],
     ) -> dict[str, Any]:
         """Start the experiment stage, or promote when experiments are off."""
+        self.fence()
         if self.config.experiment == "none":
             self.registry.promote(version, f"beats {champion['version']}: {detail}", now)
             return _step("promoted", version, detail, gates)
@@ -228,6 +249,7 @@ class Rollout:
             return _step("kept", version, reason, [gate])
         if promote:
             gate.passed = True
+            self.fence()
             self.registry.promote(version, reason, now)
             return _step("promoted", version, reason, [gate])
         gate.passed = False

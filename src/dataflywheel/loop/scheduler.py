@@ -1,8 +1,9 @@
 """The background loop: retrain when enough new data arrived or a period passed, move the
 candidate through its gates (see :mod:`dataflywheel.loop.gates`), promote or keep — and say why.
 
-Exactly one loop runs per store: a lease row in the database names the holder, so API replicas
-can all start a loop thread and only one of them works at a time.
+Exactly one loop runs per store: a lease (:mod:`dataflywheel.loop.lease`) names the holder, so
+API replicas can all start a loop thread and only one of them works at a time. The holder renews
+the lease while a step runs (training included) and stops acting as soon as it has lost it.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
 
 from dataflywheel.config import Settings
-from dataflywheel.errors import FlywheelError, TrainingError
+from dataflywheel.errors import ConflictError, FlywheelError, TrainingError
 from dataflywheel.ingest.service import Ingestor
 from dataflywheel.label.labels import Labels
 from dataflywheel.label.queue import LabelQueue
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
 from dataflywheel.loop.gates import Rollout
-from dataflywheel.store import schema
+from dataflywheel.loop.lease import Lease, Renewal
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,11 @@ class Loop:
         self.trainer = trainer
         self.settings = settings
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.lease = Lease(store, LEASE, self.holder)
+        self._renewal: Renewal | None = None
         labels = Labels(store, Ingestor(store), LabelQueue(store))
         self.rollout = Rollout(store, registry, settings, labels)
+        self.rollout.fence = self.fence
 
     def due(self, now: float) -> tuple[bool, str]:
         """Whether to retrain: new events since the champion's snapshot, or time since it."""
@@ -79,10 +82,43 @@ class Loop:
 
         apply_retention(self.store, self.settings.retention_days, now)  # before a retrain reads
         queued = self.rollout.queue.scan(now)
-        step = self.rollout.advance(now)
+        step, watched = self.rollout.watch(now)
+        if step is None:
+            step = self.rollout.advance(now)
         if step is None:
             step = self._retrain(now)
+        if watched is not None:
+            step = {**step, "watch": watched}
         return {**step, "queued": queued} if queued else step
+
+    def run_leased(self, ttl: float) -> dict[str, Any] | None:
+        """:meth:`run_once` under the loop lease, renewed while the step runs; None when
+        another live holder has the lease."""
+        if not self.lease.acquire(ttl):
+            return None
+        with self.lease.kept(ttl) as renewal:
+            self._renewal = renewal
+            try:
+                return self.run_once()
+            finally:
+                self._renewal = None
+
+    def release(self) -> None:
+        """Give the lease up on a clean stop; a step still running then changes nothing more."""
+        renewal = self._renewal
+        if renewal is not None:
+            renewal.stop()
+        self.lease.release()
+
+    def fence(self) -> None:
+        """Raise unless this loop may still change models: under :meth:`run_leased` it must
+        hold the lease (a step run directly, from the CLI or the Python API, always may)."""
+        renewal = self._renewal
+        if renewal is not None and (renewal.lost.is_set() or not self.lease.held()):
+            raise ConflictError(
+                "the loop lease passed to another holder; this step changes nothing more",
+                field="lease",
+            )
 
     def _retrain(self, now: float) -> dict[str, Any]:
         due, why = self.due(now)
@@ -90,6 +126,7 @@ class Loop:
             return {"action": "skipped", "version": None, "reason": why}
         champion = self.registry.champion()
         candidate = self.train(now)
+        self.fence()
         if champion is None:
             return {"action": "promoted", "version": candidate["version"], "reason": "first model"}
         return self.gate(candidate, champion, now)
@@ -100,20 +137,9 @@ class Loop:
         budget = self.settings.train_budget_seconds
         if not self.isolated:
             return self.trainer.train(self.settings.train_model, budget, now=now)
-        flywheel = Path(sys.executable).with_name("flywheel")
-        command = [
-            str(flywheel),
-            "train",
-            "--model",
-            self.settings.train_model,
-            "--budget",
-            str(budget),
-            "--json",
-            "--db",
-            self.settings.db,
-        ]
+        command, env = self.child_command(budget)
         self.child = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         try:
             stdout, stderr = self.child.communicate(timeout=budget * 10 + 120)
@@ -126,43 +152,31 @@ class Loop:
             raise TrainingError(f"training failed: {stderr.strip()[-500:]}")
         return dict(orjson.loads(stdout))
 
+    def child_command(self, budget: float) -> tuple[list[str], dict[str, str]]:
+        """The training child's argv and environment. The store and artifact URLs may hold
+        passwords, so they travel in the environment: argv is readable by every local user
+        (``ps``, /proc/PID/cmdline), a process's environment only by its owner."""
+        flywheel = Path(sys.executable).with_name("flywheel")
+        command = [
+            str(flywheel),
+            "train",
+            "--model",
+            self.settings.train_model,
+            "--budget",
+            str(budget),
+            "--json",
+        ]
+        env = {**os.environ, "FLYWHEEL_DB": self.settings.db}
+        if self.settings.artifacts:
+            env["FLYWHEEL_ARTIFACTS"] = self.settings.artifacts
+        return command, env
+
     def gate(
         self, candidate: dict[str, Any], champion: dict[str, Any], now: float
     ) -> dict[str, Any]:
         """Offline and regression gates; a candidate that passes enters shadow mode (or the
         stage after it, per the rollout settings)."""
         return self.rollout.admit(candidate, champion, now)
-
-    # Lease and thread ----------------------------------------------------------------------
-
-    def acquire(self, ttl: float) -> bool:
-        """Take or renew the loop lease; False when another live holder has it."""
-        now = time.time()
-        lease = schema.leases.c
-        with self.store.write() as conn:
-            row = conn.execute(select(schema.leases).where(lease.name == LEASE)).first()
-            if row is None:
-                conn.execute(
-                    insert(schema.leases).values(
-                        name=LEASE, holder=self.holder, expires_at=now + ttl
-                    )
-                )
-                return True
-            if row.holder == self.holder or row.expires_at < now:
-                conn.execute(
-                    update(schema.leases)
-                    .where(lease.name == LEASE)
-                    .values(holder=self.holder, expires_at=now + ttl)
-                )
-                return True
-        return False
-
-    def release(self) -> None:
-        lease = schema.leases.c
-        with self.store.write() as conn:
-            conn.execute(
-                delete(schema.leases).where(lease.name == LEASE, lease.holder == self.holder)
-            )
 
 
 class LoopThread:
@@ -187,19 +201,18 @@ class LoopThread:
         self.loop.release()
 
     def _run(self) -> None:
-        interval = self.loop.settings.loop_interval_seconds
+        settings = self.loop.settings
+        interval = settings.loop_interval_seconds
+        # Longer than the pause between steps, so the holder keeps the lease from step to step.
+        ttl = max(3 * interval, settings.loop_lease_seconds)
         while not self._stop.wait(interval):
             try:
-                if self.loop.acquire(
-                    ttl=max(3 * interval, self.loop.settings.train_budget_seconds * 3)
-                ):
-                    self.last = self.loop.run_once()
-                    if self.last["action"] != "skipped":
+                step = self.loop.run_leased(ttl)
+                if step is not None:
+                    self.last = step
+                    if step["action"] != "skipped":
                         log.warning(
-                            "loop: %s %s (%s)",
-                            self.last["action"],
-                            self.last["version"],
-                            self.last["reason"],
+                            "loop: %s %s (%s)", step["action"], step["version"], step["reason"]
                         )
             except FlywheelError as exc:
                 self.last = {"action": "failed", "version": None, "reason": exc.message}
