@@ -13,10 +13,11 @@ import os
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import click
 import typer
+from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError
 
 from dataflywheel.cli import datasets, decide, erasure, insight, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
@@ -26,6 +27,7 @@ from dataflywheel.cli.common import (
     FormatOption,
     JsonOption,
     MapOption,
+    add_artifacts_option,
     emit_json,
     err,
     open_store,
@@ -34,6 +36,7 @@ from dataflywheel.cli.common import (
 )
 from dataflywheel.config import load_settings
 from dataflywheel.errors import FlywheelError, ValidationError
+from dataflywheel.store.urls import redact_url
 
 if TYPE_CHECKING:
     from dataflywheel.store.store import Kind
@@ -209,7 +212,7 @@ def serve(
             field="host",
         )
     os.environ["FLYWHEEL_DB"] = settings.db
-    err.print(f"serving {settings.db} on http://{host}:{port} ({workers} worker(s))")
+    err.print(f"serving {redact_url(settings.db)} on http://{host}:{port} ({workers} worker(s))")
     uvicorn.run(
         "dataflywheel.api.app:app_from_env",
         factory=True,
@@ -229,17 +232,27 @@ def main() -> None:
     atexit.unregister(gc.freeze)  # once, also when called repeatedly in one process
     atexit.register(gc.freeze)
     try:
-        app(standalone_mode=False)
+        code = add_artifacts_option(typer.main.get_command(app))(standalone_mode=False)
     except FlywheelError as exc:
         where = f" ({exc.field})" if isinstance(exc, ValidationError) and exc.field else ""
-        err.print(f"[red]error{where}:[/red] {exc.message}")
-        sys.exit(2)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("interrupted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+        fail(exc.message, where)
+    # Usage errors: typer raises its own (vendored) click's exceptions, all TyperException.
+    except NoArgsIsHelpError:
+        sys.exit(2)  # `flywheel` or a group alone: typer has printed the help
+    except typer.TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+        fail(exc.format_message().rstrip(".") + hint)
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:  # typer turns an interrupt into this exit code
         err.print("interrupted; the store is consistent (the last batch was rolled back)")
-        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def fail(message: str, where: str = "") -> NoReturn:
+    """One line on stderr (passwords in URLs masked) and exit code 2."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    err.print(Text.assemble(("error", "red"), f"{where}: {redact_url(line)}"), soft_wrap=True)
+    sys.exit(2)

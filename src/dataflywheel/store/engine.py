@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dataflywheel.errors import ConfigError
+from dataflywheel.store.urls import redact_url
 
 # Write transactions ask for this execution option so SQLite takes the write lock up front:
 # a deferred transaction that reads and then writes can fail with SQLITE_BUSY under concurrency.
@@ -29,13 +30,21 @@ def create_store_engine(url: str, *, synchronous: str = "FULL") -> Engine:
     try:
         parsed = make_url(normalize_url(url))
     except ArgumentError as exc:
-        raise ConfigError(f"invalid store URL {url!r}: {exc}", field="db") from exc
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
+        # Neither the URL nor the parser's message (some versions quote it) is echoed: what does
+        # not parse cannot be told apart from a password in it.
+        raise ConfigError(
+            "invalid store URL: expected sqlite:///PATH or postgresql://USER@HOST/DB", field="db"
+        ) from exc
+    # The drivers installed with the package; another one would fail on import, deep inside.
+    backend = (parsed.get_backend_name(), parsed.get_driver_name())
+    if backend == ("sqlite", "pysqlite"):
         return _sqlite_engine(parsed.render_as_string(hide_password=False), synchronous)
-    if backend == "postgresql":
+    if backend == ("postgresql", "psycopg"):
         return create_engine(parsed, pool_size=8, max_overflow=8, pool_pre_ping=True)
-    raise ConfigError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://", field="db")
+    raise ConfigError(
+        f"unsupported store URL {redact_url(repr(url))}: use sqlite:/// or postgresql://",
+        field="db",
+    )
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:

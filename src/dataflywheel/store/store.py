@@ -17,6 +17,7 @@ from dataflywheel.store import schema
 from dataflywheel.store.bulk import insert_keys, select_keys
 from dataflywheel.store.engine import IMMEDIATE, create_store_engine
 from dataflywheel.store.migrate import upgrade
+from dataflywheel.store.urls import redact_url
 
 Kind = Literal["users", "items"]
 _TABLES: dict[str, tuple[Table, str]] = {
@@ -42,7 +43,8 @@ class Store:
             upgrade(self.engine)
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
-            raise ConfigError(f"cannot open store {settings.db}: {reason}", field="db") from exc
+            message = f"cannot open store {redact_url(settings.db)}: {redact_url(str(reason))}"
+            raise ConfigError(message, field="db") from exc
         self._ids: dict[str, dict[str, int]] = {"users": {}, "items": {}}
         self._ids_lock = threading.Lock()
         self._created = {"users": 0, "items": 0}
