@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -90,3 +91,54 @@ def test_loop_promotes_while_serving(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+
+
+@pytest.mark.slow
+def test_the_lease_outlives_a_long_training_run_and_is_released_on_stop(tmp_path: Path) -> None:
+    """The training child runs for longer than the lease (a 3 s lease, a child that takes
+    several seconds to start and fit): the server renews it, so it never lapses; SIGTERM frees
+    it at once."""
+    path = tmp_path / "lease.db"
+    env = {
+        **os.environ,
+        "FLYWHEEL_LOOP_INTERVAL_SECONDS": "0.5",
+        "FLYWHEEL_LOOP_LEASE_SECONDS": "3",
+        "FLYWHEEL_RETRAIN_MIN_NEW_EVENTS": "10",
+        "FLYWHEEL_TRAIN_BUDGET_SECONDS": "0.5",
+    }
+    server, port = start_server(f"sqlite:///{path}", env)
+    observed: list[tuple[float, float]] = []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        events = [
+            {"user_id": f"u{u}", "item_id": f"i{(u + n) % 15}", "type": "click"}
+            for u in range(30)
+            for n in range(8)
+        ]
+        conn.request(
+            "POST",
+            "/v1/events",
+            orjson.dumps({"events": events}),
+            {"Content-Type": "application/json"},
+        )
+        assert conn.getresponse().read()
+        deadline = time.time() + 90
+        models: list[object] = []
+        while time.time() < deadline and not models:
+            with sqlite3.connect(path) as db:
+                row = db.execute("SELECT expires_at FROM leases WHERE name = 'loop'").fetchone()
+            if row is not None:
+                observed.append((time.time(), float(row[0])))
+            conn.request("GET", "/v1/models")
+            models = orjson.loads(conn.getresponse().read())["models"]
+            time.sleep(0.1)
+        assert models, "the loop trained a model"
+        started = observed[0][0]
+        assert observed[-1][0] - started > 3, "training outlasted the lease"
+        lapsed = [(seen, expires) for seen, expires in observed if expires < seen]
+        assert not lapsed, f"the lease lapsed while its holder trained: {lapsed[:3]}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM leases").fetchone() == (0,), "released on stop"
