@@ -227,9 +227,10 @@ class Server:
         self.process = self._start()
         return time.perf_counter() - started
 
-    def rss(self) -> int:
-        """Resident bytes of the serving processes (the loop's `flywheel train` child excluded)."""
-        total = 0
+    def rss(self) -> tuple[int, bool]:
+        """Resident bytes of the serving processes, and whether the loop's `flywheel train`
+        child (not counted) is running."""
+        total, training = 0, False
         for pid in process_tree(self.process.pid):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
@@ -237,9 +238,11 @@ class Server:
             except OSError:
                 continue
             # argv: [python,] flywheel, train, ...
-            if b"train" not in argv[1:3]:
+            if b"train" in argv[1:3]:
+                training = True
+            else:
                 total += rss_bytes(pid)
-        return total
+        return total, training
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -248,7 +251,7 @@ class Server:
 
 @dataclass
 class Soak:
-    rss: list[tuple[float, int]] = field(default_factory=list)
+    rss: list[tuple[float, int, bool]] = field(default_factory=list)
     kill_at: float = 0.0
     ready_at: float = 0.0
 
@@ -273,7 +276,7 @@ async def open_loop(
 
     async def sample_rss() -> None:
         while (now := time.perf_counter() - load.t0) < seconds:
-            soak.rss.append((now, server.rss()))
+            soak.rss.append((now, *server.rss()))
             await asyncio.sleep(2.0)
 
     async def kill() -> None:
@@ -325,14 +328,15 @@ def prepare(db: str, ratings: Path) -> str:
 def minutes_table(load: Load, soak: Soak, minutes: int) -> list[dict[str, Any]]:
     rows = []
     records = np.asarray(load.records, dtype=float).reshape(-1, 5)
-    rss = np.asarray(soak.rss, dtype=float).reshape(-1, 2)
+    rss = np.asarray(soak.rss, dtype=float).reshape(-1, 3)
     for minute in range(minutes):
         start, end = 60.0 * minute, 60.0 * (minute + 1)
         mine = records[(records[:, 0] >= start) & (records[:, 0] < end)]
         status = mine[:, 3]
         answered = mine[(status >= 200) & (status < 500), 4] * 1e3
         p50, p99 = np.percentile(answered, [50, 99]) if len(answered) else (np.nan, np.nan)
-        samples = rss[(rss[:, 0] >= start) & (rss[:, 0] < end) & (rss[:, 1] > 0), 1]
+        sampled = rss[(rss[:, 0] >= start) & (rss[:, 0] < end)]
+        samples = sampled[sampled[:, 1] > 0, 1]
         rows.append(
             {
                 "minute": minute + 1,
@@ -349,6 +353,7 @@ def minutes_table(load: Load, soak: Soak, minutes: int) -> list[dict[str, Any]]:
                 "connection_errors": int(np.sum(status == CONNECTION_ERROR)),
                 "malformed": int(np.sum(status == MALFORMED)),
                 "rss_mb": round(float(np.median(samples)) / 2**20, 1) if len(samples) else None,
+                "training_share": round(float(np.mean(sampled[:, 2])), 2) if len(sampled) else 0,
             }
         )
     return rows
@@ -384,7 +389,14 @@ def soak_store(name: str, db: str, args: argparse.Namespace, work: Path) -> dict
             stored = stored_ids(db, load.prefix)
         finally:
             server.stop()
-    return summarize(name, load, soak, peak, rate, stored, args.minutes, model)
+    logged = (work / f"{name}-server.log").read_text(errors="replace")
+    if "Traceback" in logged:
+        print(
+            f"[{name}] the server logged errors; its log ends:\n{logged[-3000:]}", file=sys.stderr
+        )
+    result = summarize(name, load, soak, peak, rate, stored, args.minutes, model)
+    result["server_tracebacks"] = logged.count("Traceback")
+    return result
 
 
 def summarize(
@@ -410,7 +422,7 @@ def summarize(
         "model": model,
         "peak_ops_per_s": round(peak, 1),
         "offered_ops_per_s": round(rate, 1),
-        "achieved_ops_per_s": round(len(load.records) / (60.0 * minutes), 1),
+        "achieved_ops_per_s": round(np.sum(records[:, 2] != REWARD) / (60.0 * minutes), 1),
         "requests": len(load.records),
         "kill_at_s": round(soak.kill_at, 2),
         "ready_at_s": round(soak.ready_at, 2),
@@ -452,13 +464,17 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"Last minute / minute 2: p99 {r['p99_ratio_last_to_minute_2']:.2f} x, RSS "
         f"**{r['rss_ratio_last_to_minute_2']:.3f} x** (limit {RSS_LIMIT}). "
         f"{'PASS' if r['pass'] else 'FAIL'}.",
+        "Minutes count operations by when they were due; RSS is the median of the minute's "
+        "samples; loop training is the share of samples with the loop's training child alive.",
         "",
-        "| minute | requests | p50 ms | p99 ms | 4xx | 5xx | connection errors | RSS MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| minute | requests | p50 ms | p99 ms | 4xx | 5xx | connection errors | RSS MB | "
+        "loop training |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {m['minute']} | {m['requests']:,} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-        f"{m['status_4xx']} | {m['status_5xx']} | {m['connection_errors']} | {m['rss_mb']} |"
+        f"{m['status_4xx']} | {m['status_5xx']} | {m['connection_errors']} | {m['rss_mb']} | "
+        f"{m['training_share']:.0%} |"
         for m in r["minutes"]
     ]
     return [*lines, ""]
