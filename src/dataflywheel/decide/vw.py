@@ -113,4 +113,5 @@ class VWLearner(Learner):
             raise ModelError(f"no VW model in {path}")
         self.workspace.finish()
         arguments = vw_arguments(self.config, seed=False)
-        self.workspace = vowpalwabbit.Workspace(f"{arguments} -i {model}", quiet=True)
+        # The path as its own token: VW splits its argument string at spaces.
+        self.workspace = vowpalwabbit.Workspace(arguments, arg_list=["-i", str(model)], quiet=True)
