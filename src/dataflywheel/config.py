@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     max_context_bytes: int = 8_192
     max_id_length: int = 256
     max_future_seconds: float = 3_600.0
+    # Accepted event values per type, inclusive; "*" covers the types not named (without it:
+    # ±1e6). A finite but huge value (1e308) would overflow the training weights.
+    value_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"*": (-1e6, 1e6), "rating": (-100.0, 100.0)}
+    )
     sqlite_synchronous: str = "FULL"
     # HTTP limits (docs/api.md, "Limits"): JSON nesting, item/user attributes and categories;
     # extra Host names answered without keys (loopback names always are).
@@ -155,6 +160,11 @@ class Settings(BaseSettings):
 
     def signal(self, event_type: str) -> Signal | None:
         return self.signals.get(event_type)
+
+    def value_bound(self, event_type: str) -> tuple[float, float]:
+        """The inclusive bounds of an event value of this type (``value_bounds``)."""
+        bounds = self.value_bounds
+        return bounds.get(event_type) or bounds.get("*", (-1e6, 1e6))
 
 
 def load_settings(**overrides: Any) -> Settings:

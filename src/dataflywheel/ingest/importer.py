@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection
 
+from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
 from dataflywheel.ingest.validate import (
     MIN_TIMESTAMP,
@@ -193,6 +194,18 @@ def _floats(array: pa.Array, default: float) -> np.ndarray:
     return out
 
 
+def _value_bounds(settings: Settings, types: pa.Array | str) -> tuple[Any, Any]:
+    """Each row's inclusive value bounds by its type (one look-up per distinct type)."""
+    if isinstance(types, str):
+        return settings.value_bound(types)
+    encoded = pc.dictionary_encode(types)
+    names = encoded.dictionary.to_pylist()
+    # The last row serves rows without a type, which are rejected for that already.
+    table = np.array([*map(settings.value_bound, names), (-np.inf, np.inf)])
+    codes = encoded.indices.fill_null(len(names)).to_numpy(zero_copy_only=False)
+    return table[codes, 0], table[codes, 1]
+
+
 @dataclass
 class _Prepared:
     """One batch of the file, validated and laid out as columns, waiting for its transaction."""
@@ -356,6 +369,12 @@ class EventImporter:
         values_col = _column(batch, mapping, "value")
         values = np.ones(n) if values_col is None else _floats(values_col, default=1.0)
         invalid(~np.isfinite(values), "value", "must be a finite number")
+        low, high = _value_bounds(self.settings, types)
+        invalid(
+            (values < low) | (values > high),
+            "value",
+            "is outside the bounds of its type (setting value_bounds)",
+        )
 
         ts_col = _column(batch, mapping, "timestamp")
         stamps = np.full(n, now) if ts_col is None else _timestamps(ts_col)

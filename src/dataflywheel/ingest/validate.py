@@ -98,10 +98,22 @@ class EventValidator:
         if len(event_type) > TYPE_MAX_LENGTH:
             raise ValidationError(f"must be 1 to {TYPE_MAX_LENGTH} characters", field="type")
 
-    @staticmethod
-    def check_value(value: float) -> None:
+    def check_value(self, value: float, event_type: str) -> None:
+        """Finite and within the type's ``value_bounds`` (HTTP, import and Python alike)."""
         if not math.isfinite(value):
             raise ValidationError("must be a finite number", field="value")
+        low, high = self.settings.value_bound(event_type)
+        if not low <= value <= high:
+            raise ValidationError(
+                f"{value:g} is outside [{low:g}, {high:g}] for type {event_type!r} "
+                "(setting value_bounds)",
+                field="value",
+            )
+
+    def common_value_bound(self) -> tuple[float, float]:
+        """Values within the bounds of every type (what the HTTP fast path lets through)."""
+        bounds = [*self.settings.value_bounds.values(), self.settings.value_bound("")]
+        return max(low for low, _ in bounds), min(high for _, high in bounds)
 
     def check_timestamp(self, raw: Any, now: float) -> float:
         timestamp = parse_timestamp(raw)
@@ -134,7 +146,7 @@ class EventValidator:
         value = raw.get("value", 1.0)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError("must be a number", field="value")
-        self.check_value(value)
+        self.check_value(value, event_type)
         timestamp = now
         if raw.get("timestamp") is not None:
             timestamp = self.check_timestamp(raw["timestamp"], now)

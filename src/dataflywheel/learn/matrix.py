@@ -1,7 +1,8 @@
 """Turn raw weighted events into the users x items matrix every model trains on.
 
 Negative weights (dislikes, removals) are summed with the positive ones of the same pair and the
-result is clipped at 0, so a dislike cancels a click and the models always get non-negative input.
+result is clipped to [0, MAX_WEIGHT], so a dislike cancels a click and the models always get
+non-negative, bounded input.
 Recency can enter twice: by age in days (``half_life_days``) and by position in the user's own
 history (``recent_half_life`` events), which captures "what the user did lately" even for users
 who act in bursts.
@@ -16,9 +17,12 @@ import scipy.sparse as sp
 
 from dataflywheel.errors import ValidationError
 
-__all__ = ["SECONDS_PER_DAY", "build_matrix", "decay_weights", "recency_weights"]
+__all__ = ["MAX_WEIGHT", "SECONDS_PER_DAY", "build_matrix", "decay_weights", "recency_weights"]
 
 SECONDS_PER_DAY = 86_400.0
+MAX_WEIGHT = 1e4
+"""Cap of an event's weight and of a pair's sum: far above real sums (a like weighs 4), and
+low enough that iALS's confidence (1 + alpha × weight, alpha up to 50) stays solvable."""
 
 
 def decay_weights(
@@ -88,7 +92,8 @@ def build_matrix(
 
     Timestamps are epoch seconds; ``now`` defaults to the latest event. ``recent_half_life`` (in
     events) multiplies by :func:`recency_weights`. Sums that end up <= 0 are dropped (clipped
-    to 0) because the models expect non-negative confidences.
+    to 0) because the models expect non-negative confidences; weights and sums are capped at
+    :data:`MAX_WEIGHT` (NaN weights count 0).
     """
     users = np.asarray(user_idx, dtype=np.int64)
     items = np.asarray(item_idx, dtype=np.int64)
@@ -107,8 +112,10 @@ def build_matrix(
         values = values * recency_weights(
             users, timestamp, half_life=recent_half_life, floor=recent_floor
         )
+    # Events stored before value bounds existed can carry huge or infinite weights.
+    values = np.clip(np.nan_to_num(values, nan=0.0), -MAX_WEIGHT, MAX_WEIGHT)
     matrix = sp.csr_matrix((values, (users, items)), shape=(n_users, n_items), dtype=np.float64)
     matrix.sum_duplicates()
-    matrix.data = np.maximum(matrix.data, 0.0)
+    matrix.data = np.clip(matrix.data, 0.0, MAX_WEIGHT)
     matrix.eliminate_zeros()
     return matrix.astype(np.float32)

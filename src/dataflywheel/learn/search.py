@@ -2,14 +2,19 @@
 
 The caller (the trainer reading the event store) passes raw event arrays and a validation mask;
 each trial rebuilds the matrix with its recency settings, fits on the training part and is scored
-on the validation part. The winner is refit on all events within the same time budget.
+on the validation part. The winner is refit on all events within the same time budget. A trial
+that raises or scores NaN is logged and skipped (``SearchResult.failed``): one configuration the
+data breaks must not stop the search, nor the background loop that runs it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +29,8 @@ from dataflywheel.learn.matrix import build_matrix
 from dataflywheel.learn.models import MODELS, Recommender, create
 
 __all__ = ["DEFAULT_MODELS", "EASE_KEEP", "SearchResult", "search", "suggest_params"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ["ease", "rp3beta", "itemknn", "ials", "bpr", "popularity"]
 EASE_KEEP = 200
@@ -53,6 +60,8 @@ class SearchResult:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     incumbent: dict[str, Any] | None = None
     """The incumbent configuration's row of the leaderboard, when one was given."""
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    """Skipped trials and refits: ``trial``, ``name``, ``params``, ``matrix_params``, ``error``."""
 
 
 def suggest_params(trial: optuna.trial.BaseTrial, name: str) -> dict[str, Any]:
@@ -215,14 +224,45 @@ def search(
             "fit_seconds": fit_seconds,
         }
 
+    failed: list[dict[str, Any]] = []
+
+    def skip(trial: int | str, name: str, params: Any, matrix_params: Any, error: str) -> None:
+        log.warning("model search: skipped %s (trial %s): %s", name, trial, error)
+        failed.append(
+            {
+                "trial": trial,
+                "name": name,
+                "params": params,
+                "matrix_params": matrix_params,
+                "error": error,
+            }
+        )
+
+    def attempt(
+        trial: int | str, name: str, params: dict[str, Any], matrix_params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The trial's leaderboard row, or None (recorded in ``failed``) when it failed."""
+        try:
+            row = evaluate(name, params, matrix_params)
+        except Exception as exc:  # any model's failure: the next configuration may work
+            skip(trial, name, params, matrix_params, f"{type(exc).__name__}: {exc}")
+            return None
+        if not math.isfinite(row[f"ndcg@{k}"]):
+            skip(trial, name, params, matrix_params, f"ndcg@{k} is {row[f'ndcg@{k}']}")
+            return None
+        row = {"trial": trial, **row}
+        leaderboard.append(row)
+        return row
+
     slowest = 0.0
     incumbent_metrics = None
     if incumbent is not None:
         # The serving configuration refit on today's data is always a contender, so the
         # winner is never worse than it on this split (and the gate need not refit it).
         trial_start = time.monotonic()
-        incumbent_metrics = evaluate(*incumbent)
-        leaderboard.append({"trial": "incumbent", **incumbent_metrics})
+        found = attempt("incumbent", *incumbent)
+        if found is not None:
+            incumbent_metrics = {key: v for key, v in found.items() if key != "trial"}
         slowest = time.monotonic() - trial_start
     trials = 0
     while time.monotonic() - started + slowest < budget_seconds and (
@@ -231,15 +271,22 @@ def search(
         trial = study.ask()
         trial_start = time.monotonic()
         name = trial.suggest_categorical("model", names)
-        row = evaluate(name, suggest_params(trial, name), _suggest_matrix(trial))
-        study.tell(trial, row[f"ndcg@{k}"])
-        leaderboard.append({"trial": trial.number, **row})
+        row = attempt(trial.number, name, suggest_params(trial, name), _suggest_matrix(trial))
+        if row is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, row[f"ndcg@{k}"])
         trials += 1
         slowest = max(slowest, time.monotonic() - trial_start)
-    if not leaderboard:
+    final, best = _refit_best(events, leaderboard, k, skip)
+    if final is None:
+        if failed:
+            raise TrainingError(
+                f"every model configuration failed; first: {failed[0]['name']}: "
+                f"{failed[0]['error']}",
+                failed=failed[:5],
+            )
         raise TrainingError("the time budget was too small to evaluate any model")
-    best = max(leaderboard, key=lambda row: row[f"ndcg@{k}"])
-    final = create(best["name"], **best["params"]).fit(events.matrix(None, best["matrix_params"]))
     return SearchResult(
         model=final,
         name=best["name"],
@@ -251,4 +298,24 @@ def search(
         },
         leaderboard=leaderboard,
         incumbent=incumbent_metrics,
+        failed=failed,
     )
+
+
+def _refit_best(
+    events: _Events, leaderboard: list[dict[str, Any]], k: int, skip: Callable[..., None]
+) -> tuple[Recommender | None, dict[str, Any]]:
+    """The best configuration refit on every event; the next best when a refit fails."""
+    for row in sorted(leaderboard, key=lambda row: -row[f"ndcg@{k}"]):
+        try:
+            model = create(row["name"], **row["params"])
+            return model.fit(events.matrix(None, row["matrix_params"])), row
+        except Exception as exc:  # the refit sees more data than the trial did
+            skip(
+                "refit",
+                row["name"],
+                row["params"],
+                row["matrix_params"],
+                f"{type(exc).__name__}: {exc}",
+            )
+    return None, {}

@@ -8,6 +8,7 @@ version say which data it learned from, which is how data-to-model latency is me
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sqlite3
 import threading
@@ -64,6 +65,22 @@ class Snapshot:
     n_events: int
 
 
+def clipped_value(settings: Settings, event_type: str) -> Any:
+    """SQL for the stored value within its type's ``value_bounds``.
+
+    Ingest refuses values out of bounds, but rows stored before (or under wider bounds) must
+    not overflow the weights: PostgreSQL raises on a float8 overflow, SQLite yields inf.
+    """
+    e = schema.events.c
+    low, high = settings.value_bound(event_type)
+    whens = [
+        (condition, literal(bound))
+        for condition, bound in ((e.value < low, low), (e.value > high, high))
+        if math.isfinite(bound)
+    ]
+    return case(*whens, else_=e.value) if whens else e.value
+
+
 def weight_expression(settings: Settings) -> Any:
     """SQL for each event's signed weight: ``weight * (value - offset)`` or ``weight``."""
     e = schema.events.c
@@ -72,7 +89,7 @@ def weight_expression(settings: Settings) -> Any:
         if signal.weight == 0:
             continue
         value = (
-            (e.value - signal.offset) * signal.weight
+            (clipped_value(settings, name) - signal.offset) * signal.weight
             if signal.uses_value
             else literal(signal.weight)
         )

@@ -133,6 +133,8 @@ class Trainer:
             metrics={
                 **result.metrics,
                 "holdout_users": int(np.unique(ev.user_idx[holdout.valid]).size),
+                # Configurations the search skipped because they raised or scored NaN.
+                **({"failed_trials": len(result.failed)} if result.failed else {}),
                 **(
                     {}
                     if result.incumbent is None or champion is None
