@@ -22,6 +22,7 @@ from dataflywheel.api import (
     erasure,
     events,
     insight,
+    keys,
     models,
     personalizer,
     recommendations,
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
         system,
         personalizer,
         insight,
+        keys,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)

@@ -19,7 +19,7 @@ import typer
 from rich.text import Text
 from typer._click.exceptions import NoArgsIsHelpError
 
-from dataflywheel.cli import datasets, decide, erasure, insight, models, rollout
+from dataflywheel.cli import datasets, decide, erasure, insight, keys, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli import store_ops
 from dataflywheel.cli.common import (
@@ -51,9 +51,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 import_app = typer.Typer(help="Bulk-load events, items or users from CSV, JSON Lines or Parquet.")
-keys_app = typer.Typer(help="Manage API keys.")
 app.add_typer(import_app, name="import")
-app.add_typer(keys_app, name="keys")
 
 
 @import_app.command("events")
@@ -153,24 +151,7 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
     out.print(table)
 
 
-@keys_app.command("create")
-def keys_create(
-    scope: Annotated[str, typer.Option("--scope", help="ingest or admin.")] = "ingest",
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Create an API key and print it once; from then on every request needs a key."""
-    from dataflywheel.keys import create_key
-
-    with closing(open_store(db)) as store:
-        key = create_key(store, scope)
-    if as_json:
-        emit_json({"key": key, "scope": scope})
-    else:
-        out.print(key)
-        err.print(f"scope {scope}; store it now, it is not shown again")
-
-
+keys.register(app)
 models.register(app)
 decide.register(app)
 datasets.register(app)
