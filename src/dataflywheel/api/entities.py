@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from dataflywheel.api.deps import require, wheel_of
 from dataflywheel.api.schemas import ERROR_RESPONSES, EntityIn, EntityOut, EntityWithId, UpsertOut
+from dataflywheel.config import Settings
 from dataflywheel.errors import NotFoundError, ValidationError
 from dataflywheel.ingest.validate import parse_timestamp
 from dataflywheel.store.store import Kind
@@ -25,8 +27,10 @@ class UserBatch(BaseModel):
     users: list[EntityWithId] = Field(min_length=1, max_length=10_000)
 
 
-def entity_record(key: str, body: EntityIn, position: str = "") -> dict[str, Any]:
-    """The store record for ``body``: only the fields the client sent."""
+def entity_record(
+    key: str, body: EntityIn, settings: Settings, position: str = ""
+) -> dict[str, Any]:
+    """The store record for ``body``: only the fields the client sent, within the limits."""
     record: dict[str, Any] = {"id": key}
     for name in body.model_fields_set:
         value = getattr(body, name)
@@ -36,8 +40,45 @@ def entity_record(key: str, body: EntityIn, position: str = "") -> dict[str, Any
             value = parse_timestamp(value, field=f"{position}created_at")
         if value is None and name in ("hidden", "created_at"):
             raise ValidationError("must not be null", field=f"{position}{name}")
+        if name == "attributes" and value is not None:
+            _check_attributes(value, settings, f"{position}attributes")
+        if name == "categories" and value is not None:
+            _check_categories(value, settings, f"{position}categories")
         record[name] = value
     return record
+
+
+def _check_attributes(attributes: dict[str, Any], settings: Settings, field: str) -> None:
+    if len(attributes) > settings.max_attributes:
+        raise ValidationError(
+            f"{field}: {len(attributes)} attributes (limit {settings.max_attributes})",
+            field=field,
+        )
+    for name in attributes:
+        if not 1 <= len(name) <= settings.max_id_length:
+            raise ValidationError(
+                f"{field}: names must be 1 to {settings.max_id_length} characters",
+                field=f"{field}.{name[:40]}",
+            )
+    size = len(orjson.dumps(attributes))
+    if size > settings.max_attributes_bytes:
+        raise ValidationError(
+            f"{field}: {size} bytes of JSON (limit {settings.max_attributes_bytes})", field=field
+        )
+
+
+def _check_categories(categories: list[str], settings: Settings, field: str) -> None:
+    if len(categories) > settings.max_categories:
+        raise ValidationError(
+            f"{field}: {len(categories)} categories (limit {settings.max_categories})",
+            field=field,
+        )
+    for i, category in enumerate(categories):
+        if not 1 <= len(category) <= settings.max_id_length:
+            raise ValidationError(
+                f"{field}: each must be 1 to {settings.max_id_length} characters",
+                field=f"{field}.{i}",
+            )
 
 
 async def _upsert(request: Request, kind: Kind, records: list[dict[str, Any]]) -> UpsertOut:
@@ -65,13 +106,16 @@ async def put_item(
     request: Request, body: EntityIn, item_id: Annotated[str, Path(min_length=1, max_length=256)]
 ) -> UpsertOut:
     """Insert or update one item; only the fields sent change."""
-    return await _upsert(request, "items", [entity_record(item_id, body)])
+    return await _upsert(
+        request, "items", [entity_record(item_id, body, wheel_of(request).settings)]
+    )
 
 
 @router.post("/v1/items", response_model=UpsertOut, tags=["items"], **_OPTIONS)
 async def post_items(request: Request, body: ItemBatch) -> UpsertOut:
     """Insert or update up to 10 000 items."""
-    records = [entity_record(e.id, e, f"items.{i}.") for i, e in enumerate(body.items)]
+    settings = wheel_of(request).settings
+    records = [entity_record(e.id, e, settings, f"items.{i}.") for i, e in enumerate(body.items)]
     return await _upsert(request, "items", records)
 
 
@@ -87,13 +131,16 @@ async def put_user(
     request: Request, body: EntityIn, user_id: Annotated[str, Path(min_length=1, max_length=256)]
 ) -> UpsertOut:
     """Insert or update one user; only the fields sent change."""
-    return await _upsert(request, "users", [entity_record(user_id, body)])
+    return await _upsert(
+        request, "users", [entity_record(user_id, body, wheel_of(request).settings)]
+    )
 
 
 @router.post("/v1/users", response_model=UpsertOut, tags=["users"], **_OPTIONS)
 async def post_users(request: Request, body: UserBatch) -> UpsertOut:
     """Insert or update up to 10 000 users."""
-    records = [entity_record(e.id, e, f"users.{i}.") for i, e in enumerate(body.users)]
+    settings = wheel_of(request).settings
+    records = [entity_record(e.id, e, settings, f"users.{i}.") for i, e in enumerate(body.users)]
     return await _upsert(request, "users", records)
 
 

@@ -18,38 +18,24 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from dataflywheel.api.deps import bearer_key, send_json
+from dataflywheel.api.guard import read_body
 from dataflywheel.api.schemas import ERROR_RESPONSES, EventBatch, IngestOut
 from dataflywheel.errors import FlywheelError, ValidationError
 from dataflywheel.ingest.service import Batch, IngestResult
+from dataflywheel.ingest.validate import check_depth
 from dataflywheel.ingest.wire import decode_batch
 from dataflywheel.wheel import Flywheel
 
 PATH = "/v1/events"
 
 
-class PayloadTooLarge(FlywheelError):
-    code = "too_large"
-    status = 413
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw request body, refusing bodies over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body is {declared} bytes (limit {limit})")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-    return bytes(body)
-
-
-def parse_events(body: bytes, max_batch: int) -> list[Any]:
+def parse_events(body: bytes, max_batch: int, max_depth: int) -> list[Any]:
     """The raw ``events`` list of a body, or a 4xx error when the body has the wrong shape."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # The envelope takes three levels: {"events": [{"context": ...}]}.
+        check_depth(body, max_depth + 3)
         raise ValidationError(f"body is not valid JSON: {exc}", field="body") from None
     events = document.get("events") if isinstance(document, dict) else None
     if not isinstance(events, list):
@@ -93,14 +79,16 @@ async def post_events(request: Request, send: Send) -> None:
     state.keys.check(bearer_key(request), "ingest")
     wheel: Flywheel = state.wheel
     settings = wheel.settings
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request.receive, settings.max_body_bytes)
     now = time.time()
     fast = decode_batch(body, settings, wheel.ingestor.validator, now)
     if fast is not None:
         valid, rejected = fast
         result = IngestResult(rejected=rejected)
     else:
-        valid, result = wheel.ingestor.validate(parse_events(body, settings.max_batch), now)
+        valid, result = wheel.ingestor.validate(
+            parse_events(body, settings.max_batch, settings.max_json_depth), now
+        )
     future = state.writer.submit(Batch(valid, len(result.rejected), now))
     result.accepted = await asyncio.wrap_future(future)
     result.duplicates = len(valid) - result.accepted

@@ -24,6 +24,7 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from dataflywheel.api.deps import bearer_key, require, wheel_of
+from dataflywheel.api.guard import check_json, read_body
 from dataflywheel.api.schemas import ERROR_RESPONSES
 from dataflywheel.decide.service import DEFAULT_DEPLOYMENT, DecisionService
 from dataflywheel.errors import (
@@ -59,7 +60,9 @@ _NO_CONTENT = 204
 
 
 def _personalizer_error(exc: FlywheelError) -> Response:
-    status, code = next(((s, c) for cls, s, c in _CODES if isinstance(exc, cls)), (500, "Error"))
+    status, code = next(
+        ((s, c) for cls, s, c in _CODES if isinstance(exc, cls)), (exc.status, exc.code)
+    )
     body: dict[str, Any] = {"code": code, "message": exc.message}
     field = exc.details.get("field")
     if field is not None:
@@ -126,8 +129,12 @@ def _deployment(request: Request) -> str:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    """The JSON object body; NaN and Infinity parse so the feature check can name them."""
-    raw = await request.body()
+    """The JSON object body; NaN and Infinity parse so the feature check can name them.
+
+    Bounded, and checked for depth and NUL characters as the full stack checks bodies."""
+    settings = wheel_of(request).settings
+    raw = await read_body(request.receive, settings.max_body_bytes)
+    check_json(raw, settings)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

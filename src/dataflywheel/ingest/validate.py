@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,6 +132,9 @@ class EventValidator:
                 f"is {size} bytes (limit {self.settings.max_context_bytes})", field="context"
             )
 
+    def check_context_depth(self, raw: bytes) -> None:
+        check_depth(raw, self.settings.max_json_depth, field="context")
+
     def validate(self, raw: Any, now: float) -> Event:
         """One event or a ValidationError naming the first wrong field."""
         if not isinstance(raw, dict):
@@ -161,6 +165,7 @@ class EventValidator:
             except TypeError as exc:
                 raise ValidationError(f"is not encodable: {exc}", field="context") from None
             self.check_context_size(len(encoded))
+            self.check_context_depth(encoded)
             context_json = encoded.decode()
         event_id = self._string(raw, "event_id", required=False) or new_event_id(now)
         return Event(
@@ -173,6 +178,66 @@ class EventValidator:
             recommendation_id=recommendation_id,
             context=context_json,
         )
+
+
+class TooDeep(ValidationError):
+    """JSON nested deeper than ``max_json_depth``: consumers of it recurse."""
+
+    code = "too_deep"
+    status = 400
+
+
+# JSON text reduced to what nesting depends on: quotes, escapes and brackets, with ``[]`` read
+# as ``{}`` (in valid JSON both nest alike, so one pair to remove per pass).
+_BRACES = bytes.maketrans(b"[]", b"{}")
+_STRUCTURE = bytes(b for b in range(256) if b not in b'"\\[]{}')
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def too_deep(raw: bytes, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels in the JSON text ``raw``.
+
+    C-speed byte operations, no parse: bytes.translate keeps the structure, and each pass
+    removes the innermost ``{}`` pairs. Strings are dropped first; the regex that can read
+    escapes runs only when some string holds a quote, backslash or bracket.
+    """
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False
+    skeleton = raw.translate(_BRACES, _STRUCTURE).replace(b'""', b"")
+    if b'"' in skeleton or b"\\" in skeleton:
+        skeleton = _STRING.sub(b"", raw).translate(_BRACES, _STRUCTURE)
+    for _ in range(limit):
+        shorter = skeleton.replace(b"{}", b"")
+        if len(shorter) == len(skeleton):
+            return False  # empty, or unbalanced: not JSON, which the parser reports
+        skeleton = shorter
+    return bool(skeleton)
+
+
+def check_depth(raw: bytes, limit: int, field: str = "body") -> None:
+    """Refuse JSON text nested deeper than ``limit`` (recursive code downstream would fail)."""
+    if too_deep(raw, limit):
+        raise TooDeep(f"nests objects/arrays more than {limit} levels deep", field=field)
+
+
+def nul_field(document: Any) -> str | None:
+    """The dotted path (``items.0.id``) of a string, key or value, holding a NUL character,
+    or None. PostgreSQL text cannot store NUL; both stores refuse it alike."""
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    return child_path
+                stack.append((child_path, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(value))
+    return None
 
 
 def utc_day(ts: float) -> str:

@@ -18,6 +18,7 @@ from dataflywheel.ingest.validate import (
     TYPE_MAX_LENGTH,
     Event,
     EventValidator,
+    TooDeep,
     new_event_id,
 )
 
@@ -55,6 +56,12 @@ def decode_batch(
         batch = _decoder.decode(body)
     except msgspec.DecodeError:
         return None
+    except RecursionError:
+        # Only a context can nest (the rest is typed), and one this deep is refused anyway.
+        raise TooDeep(
+            f"nests objects/arrays more than {settings.max_json_depth} levels deep",
+            field="context",
+        ) from None
     wires = batch.events
     if not 1 <= len(wires) <= settings.max_batch:
         raise ValidationError(f"must hold 1 to {settings.max_batch} events", field="events")
@@ -107,6 +114,7 @@ def _check(wire: WireEvent, validator: EventValidator, now: float) -> Event:
         if not raw.lstrip().startswith(b"{"):
             raise ValidationError("must be a JSON object", field="context")
         validator.check_context_size(len(raw))
+        validator.check_context_depth(raw)
         context = raw.decode()
     return Event(
         event_id=wire.event_id or new_event_id(now),
