@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dataflywheel import __version__
@@ -21,6 +22,7 @@ from dataflywheel.api import (
     entities,
     erasure,
     events,
+    guard,
     insight,
     keys,
     models,
@@ -56,12 +58,27 @@ class FlywheelAPI(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
-        elif scope["path"] == events.PATH and scope["method"] == "POST":
+            return
+        try:
+            has_body = guard.screen(self, scope)
+        except FlywheelError as exc:
+            await guard.refuse(self, scope, send, exc)
+            return
+        # The short cuts read their bodies themselves, within the same limits.
+        if scope["path"] == events.PATH and scope["method"] == "POST":
             await events.answer(self, scope, receive, send)
         elif not (
             await recommendations.answer(self, scope, receive, send)
             or await personalizer.answer(self, scope, receive, send)
         ):
+            if has_body:
+                try:
+                    receive = await guard.buffered(receive, self.state.wheel.settings)
+                except FlywheelError as exc:
+                    await guard.refuse(self, scope, send, exc)
+                    return
+                except ClientDisconnect:
+                    return
             await super().__call__(scope, receive, send)
 
 
