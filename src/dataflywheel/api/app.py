@@ -30,6 +30,7 @@ from dataflywheel.api import (
     recommendations,
     rollout,
     system,
+    value,
 )
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.errors import FlywheelError
@@ -128,6 +129,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
         personalizer,
         insight,
         keys,
+        value,
     ):
         app.include_router(module.router)
     _install_error_handlers(app)

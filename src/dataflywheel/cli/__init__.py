@@ -22,6 +22,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 from dataflywheel.cli import datasets, decide, erasure, insight, keys, models, rollout
 from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli import store_ops
+from dataflywheel.cli import value as value_cli
 from dataflywheel.cli.common import (
     DbOption,
     FormatOption,
@@ -160,6 +161,7 @@ insight.register(app)
 simulate_cli.register(app)
 store_ops.register(app)
 erasure.register(app)
+value_cli.register(app)
 
 
 def is_loopback(host: str) -> bool:
