@@ -19,9 +19,8 @@ import typer
 from rich.text import Text
 from typer._click.exceptions import NoArgsIsHelpError
 
-from dataflywheel.cli import datasets, decide, erasure, insight, keys, models, rollout
+from dataflywheel.cli import datasets, decide, erasure, insight, keys, models, rollout, store_ops
 from dataflywheel.cli import simulate as simulate_cli
-from dataflywheel.cli import store_ops
 from dataflywheel.cli import value as value_cli
 from dataflywheel.cli.common import (
     DbOption,
