@@ -54,10 +54,14 @@ def test_curve_rises_with_the_share_of_data(noisy: dfw.Flywheel) -> None:
     events = [p["events"] for p in curve]
     assert events == sorted(events) and events[-1] == document["train_events"]
     assert curve[-1]["ndcg"] > curve[0]["high"]
-    for point in [*curve, *document["curve_by_users"]]:
+    for point in [*curve, *document["curve_by_time"]]:
         assert point["low"] <= point["ndcg"] <= point["high"]
     doubling = document["next_doubling"]
     assert doubling["low"] <= doubling["high"] and math.isfinite(doubling["gain"])
+    # A re-measurement adds holdout noise to the fit's uncertainty: the wider interval.
+    assert doubling["measured_low"] <= doubling["low"] <= doubling["high"]
+    assert doubling["high"] <= doubling["measured_high"]
+    assert document["curve_basis"] == "users"
 
 
 def test_document_shape_matches_the_contract(noisy: dfw.Flywheel) -> None:

@@ -1,8 +1,9 @@
 """The whole measure: learning curves, the next doubling, value by slice, coverage, advice.
 
-Bounded in time: the full-data fit and the time curve come first (the doubling needs them),
-then the event types, the curve by users and the segments; whatever the budget leaves out is
-named in ``skipped`` and the document says ``"complete": false``.
+Bounded in time: the full-data fit and the curve by users come first (the doubling is fitted
+on it), then the slices (event types, strong signals, segments) and the curve by time;
+whatever the budget leaves out is named in ``skipped`` and the document says
+``"complete": false``.
 """
 
 from __future__ import annotations
@@ -39,28 +40,31 @@ def assess(
     seed: int | None = None,
     fractions: tuple[float, ...] = curves.FRACTIONS,
     replicates: int = REPLICATES,
+    upto: int | None = None,
+    config: Config | None = None,
 ) -> dict[str, Any]:
-    """Measure the value of the store's data for the champion's configuration."""
+    """Measure the value of the store's data (the events with ``id <= upto``, default all) for
+    ``config`` (default: the champion's configuration)."""
     check_budget(budget)
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise ValidationError("fractions must lie in (0, 1]", field="fractions")
     started = time.monotonic()
     deadline = started + budget
     seed = (store.settings.seed or 0) if seed is None else seed
-    config = Config.of(registry)
-    data = ValueData(store, config)
+    config = Config.of(registry) if config is None else config
+    data = ValueData(store, config, upto)
     weights = resample_weights(len(data.eval_users), replicates, np.random.default_rng([seed, 3]))
     full = data.ndcg(data.train, data.eval_users)
     shares = tuple(sorted(set(fractions) | {1.0}))
-    by_time, time_complete = curves.measure(data, "time", shares, deadline, seed, full)
-    doubling = curves.next_doubling(by_time, weights)
-    slices, skipped, slices_complete = value_by_slice(data, full, deadline, seed, replicates)
     by_users, users_complete = curves.measure(data, "users", shares, deadline, seed, full)
-    measured_time = set(by_time.fractions)
-    measured_users = set(by_users.fractions)
-    skipped += [f"curve by time at {f}: over budget" for f in shares if f not in measured_time]
-    skipped += [f"curve by users at {f}: over budget" for f in shares if f not in measured_users]
-    shape = curves.diminishing(by_time, weights, doubling)
+    doubling = curves.next_doubling(by_users, weights, seed)
+    slices, skipped, slices_complete = value_by_slice(data, full, deadline, seed, replicates)
+    by_time, time_complete = curves.measure(data, "time", shares, deadline, seed, full)
+    for curve in (by_users, by_time):
+        skipped += [
+            f"curve by {curve.by} at {f}: over budget" for f in shares if f not in curve.fractions
+        ]
+    shape = curves.diminishing(by_users, weights, doubling)
     cover = coverage(data)
     return {
         "watermark": data.watermark,
@@ -69,8 +73,9 @@ def assess(
         "confidence": CONFIDENCE,
         "holdout_users": len(data.eval_users),
         "train_events": int(data.train.sum()),
-        "curve": curves.points(by_time, weights),
-        "curve_by_users": curves.points(by_users, weights),
+        "curve_basis": "users",
+        "curve": curves.points(by_users, weights),
+        "curve_by_time": curves.points(by_time, weights),
         "next_doubling": doubling,
         "diminishing": shape,
         "slices": slices,

@@ -1,9 +1,12 @@
 """The learning curve: quality against the amount of training data, and its next doubling.
 
-Two ways to have less data: ``by time`` keeps the oldest share of the training events (the
-store as it was earlier), ``by users`` keeps every event of a random share of users (fewer
-users, each complete; lists are still made from every user's own history). Each share is scored
-on the same holdout, per user, so the curve's points are paired.
+Two ways to have less data: ``by users`` keeps every event of a random share of users (fewer
+users, each complete; lists are still made from every user's own history), ``by time`` keeps
+the oldest share of the training events (the store as it was earlier). Each share is scored on
+the same holdout, per user, so the curve's points are paired. The doubling is fitted on the
+curve by users: the curve by time mixes the amount of data with its age (old data misses the
+newest users and items), so it rises far more steeply than quality does as a store grows
+(benchmarks/bench_value.py measures both against the simulator's truth).
 
 The fit is ``ndcg ≈ a − b·(n/N)^−c`` (a saturating power law; ``c → 0`` is the log-linear
 ``a + b·log2 n``, kept as a candidate of its own), least squares over the points with ``c``
@@ -143,26 +146,44 @@ def fit(n: np.ndarray, y: np.ndarray) -> Fit:
     return Fit(a, b, c, reference)
 
 
-def next_doubling(curve: Curve, weights: np.ndarray) -> dict[str, Any]:
-    """Gain of NDCG@10 expected from twice the data, with its bootstrap interval."""
+def gain_between(
+    curve: Curve, weights: np.ndarray, n_from: float, n_to: float, seed: int = 0
+) -> dict[str, Any]:
+    """Gain of NDCG@10 the fitted curve expects from ``n_from`` to ``n_to`` training events.
+
+    ``low``/``high``: the bootstrap interval of the expected gain (each replicate of the users
+    refitted). ``measured_low``/``measured_high``: where a gain measured offline at both sizes
+    should fall, adding the holdout noise of two independent measurements (each with the
+    standard error of today's mean NDCG) to the fit's uncertainty.
+    """
     n = np.asarray(curve.events, dtype=np.float64)
     if len(n) < 3:
         return {"gain": None, "low": None, "high": None, "reason": "fewer than 3 curve points"}
     table = np.vstack(curve.scores)  # points × users
-    total = n[-1]
     point = fit(n, table.mean(axis=1)[None, :])
     replicates = fit(n, weights @ table.T)
-    gains = replicates.predict(2 * total) - replicates.predict(total)
+    gains = replicates.predict(n_to) - replicates.predict(n_from)
     low, high = interval(gains)
+    noise = np.sqrt(2.0) * float(np.std(weights @ curve.scores[-1]))
+    drawn = gains + np.random.default_rng([seed, 13]).normal(0.0, noise, len(gains))
+    measured_low, measured_high = interval(drawn)
     return {
-        "gain": float((point.predict(2 * total) - point.predict(total))[0]),
+        "gain": float((point.predict(n_to) - point.predict(n_from))[0]),
         "low": low,
         "high": high,
-        "from_events": int(total),
-        "to_events": int(2 * total),
+        "measured_low": measured_low,
+        "measured_high": measured_high,
+        "from_events": int(n_from),
+        "to_events": int(n_to),
         "exponent": float(point.c[0]),
         "form": "log-linear" if point.c[0] == 0 else "power law",
     }
+
+
+def next_doubling(curve: Curve, weights: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Gain of NDCG@10 expected from twice the data, with its intervals."""
+    total = float(curve.events[-1]) if curve.events else 0.0
+    return gain_between(curve, weights, total, 2 * total, seed)
 
 
 def diminishing(curve: Curve, weights: np.ndarray, doubling: dict[str, Any]) -> dict[str, Any]:

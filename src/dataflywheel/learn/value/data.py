@@ -62,13 +62,14 @@ class Config:
 class ValueData:
     """The store's weighted item events up to a watermark, their types, and one holdout."""
 
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(self, store: Store, config: Config, upto: int | None = None) -> None:
+        """Read the events with ``id <= upto`` (default: every event so far)."""
         self.store = store
         self.config = config
-        self.watermark = store.latest_event_id()
+        self.watermark = store.latest_event_id() if upto is None else upto
         e = schema.events.c
         query = (
-            select(e.user_idx, e.item_idx, weight_expression(store.settings), e.ts, e.type)
+            select(e.id, e.user_idx, e.item_idx, weight_expression(store.settings), e.ts, e.type)
             .where(e.item_idx.is_not(None), e.id <= self.watermark)
             .order_by(e.id)
         )
@@ -78,7 +79,8 @@ class ValueData:
             raise TrainingError(
                 f"only {len(rows)} item events in the store; need {MIN_EVENTS} to measure value"
             )
-        users, items, weights, stamps, types = zip(*rows, strict=True)
+        ids, users, items, weights, stamps, types = zip(*rows, strict=True)
+        self.ids = np.asarray(ids, dtype=np.int64)
         self.events = EventArrays(
             np.asarray(users, dtype=np.int64),
             np.asarray(items, dtype=np.int64),

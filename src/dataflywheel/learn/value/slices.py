@@ -6,9 +6,10 @@ The verdict reads the bootstrap interval of the mean paired delta: above 0 → "
 below 0 → "harmful", containing 0 → "no detectable value".
 
 Slices: each event type (``label`` events, the answers of the label queue, are their own kind
-``labels``), and each segment of users by a declared attribute with few distinct values. A
-segment is judged on the users outside it (its own users would simply lose their history),
-which measures what its data teaches the model about everyone else.
+``labels``), every strong signal type together (kind ``strength``), and each segment of users
+by a declared attribute with few distinct values. A segment is judged on the users outside it
+(its own users would simply lose their history), which measures what its data teaches the
+model about everyone else.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def judge(
 
 def candidate_slices(data: ValueData) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     """(kind, name, events kept without the slice, users judged) for every slice, largest
-    event types first, then segments."""
+    event types first, then the strong signals together, then segments."""
     found = []
     train_codes = data.type_code[data.train]
     counts = np.bincount(train_codes, minlength=len(data.type_names))
@@ -69,6 +70,12 @@ def candidate_slices(data: ValueData) -> list[tuple[str, str, np.ndarray, np.nda
         users = data.eval_users[data.train_users(keep)[data.eval_users]]
         kind = "labels" if name == LABEL_TYPE else "event_type"
         found.append((kind, name, keep, users))
+    signals = data.store.settings.signals
+    strong = [c for c, t in enumerate(data.type_names) if t in signals and signals[t].strong]
+    if len([c for c in strong if counts[c]]) >= 2:
+        keep = data.train & ~np.isin(data.type_code, strong)
+        users = data.eval_users[data.train_users(keep)[data.eval_users]]
+        found.append(("strength", "strong signals", keep, users))
     for name, members in segments(data).items():
         keep = data.train & ~members[data.events.user_idx]
         users = data.eval_users[~members[data.eval_users]]
