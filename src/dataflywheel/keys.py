@@ -28,7 +28,7 @@ from dataflywheel.errors import (
     NotFoundError,
     ValidationError,
 )
-from dataflywheel.store import audit, schema
+from dataflywheel.store import audit, notify, schema
 from dataflywheel.store.store import Store
 
 Scope = Literal["ingest", "admin"]
@@ -42,6 +42,10 @@ MAX_GRACE_SECONDS = 30 * 86_400.0
 # Every server process sees a key created, revoked or rotated elsewhere (another replica, the
 # CLI) at most this long after it is committed; the process that revokes sees it at once.
 REFRESH_SECONDS = 0.5
+# On PostgreSQL every key change is announced at commit (LISTEN/NOTIFY): while a process hears
+# the announcements it re-reads the keys on one, within milliseconds, and otherwise probes only
+# this often (for a writer that announces nothing, such as a hand-written UPDATE).
+LISTENING_REFRESH_SECONDS = 10.0
 # `last_used_at` is written at most once per key and interval, by a thread off the request path.
 TOUCH_SECONDS = 60.0
 
@@ -142,6 +146,8 @@ def _info(row: Any) -> KeyInfo:
 
 
 def _audit(conn: Connection, actor: str, action: str, info: KeyInfo, **detail: Any) -> None:
+    """Record a key change, and announce it to every server at commit."""
+    notify.notify(conn, "keys")
     audit.record(
         conn,
         actor=actor,
@@ -305,8 +311,10 @@ class KeyRing:
     Requests are checked against a copy of the key table. The copy is re-validated by a
     one-row probe when it is older than ``refresh_seconds`` and re-read only when the probe
     changed, so a key revoked by another process is refused within ``refresh_seconds``
-    without a query per request. Uses are recorded for ``last_used_at`` at most once per key
-    and ``touch_seconds``, written by a short-lived thread.
+    without a query per request. On PostgreSQL, while the process hears change notifications,
+    the probe runs when a key change is announced (and every
+    :data:`LISTENING_REFRESH_SECONDS`) instead. Uses are recorded for ``last_used_at`` at most
+    once per key and ``touch_seconds``, written by a short-lived thread.
     """
 
     def __init__(
@@ -327,16 +335,40 @@ class KeyRing:
         self._pending: dict[int, float] = {}
         self._touch_lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._announced = 0  # key changes heard of; the copy is stale while it differs
+        self._read_announced = 0
+        self._hub: notify.Hub | None = None
+        if store.dialect == "postgresql":
+            self._hub = notify.hub(store.engine.url)
+            self._hub.subscribe(self)
+
+    def on_events(self, lo: int, hi: int) -> None:
+        """Events are not keys."""
+
+    def on_change(self, topic: str) -> None:
+        """Called by the listener: keys changed (or anything may have, after a reconnect)."""
+        if topic in ("keys", notify.ANY):
+            self._announced += 1
+
+    def _period(self) -> float:
+        if self._hub is not None and self._hub.listening.is_set():
+            return max(self.refresh_seconds, LISTENING_REFRESH_SECONDS)
+        return self.refresh_seconds
 
     def _current(self) -> dict[str, _Entry]:
-        if time.monotonic() - self._loaded_at > self.refresh_seconds:
+        if (
+            self._announced != self._read_announced
+            or time.monotonic() - self._loaded_at > self._period()
+        ):
             with self._lock:
                 # The probe's start, not its end, dates the copy: a commit during the probe
-                # is then still caught by the next one.
+                # is then still caught by the next one (and so is an announcement).
+                announced = self._announced
                 started = time.monotonic()
-                if started - self._loaded_at > self.refresh_seconds:
+                if announced != self._read_announced or started - self._loaded_at > self._period():
                     self._reload()
                     self._loaded_at = started
+                    self._read_announced = announced
         return self._keys
 
     def _reload(self) -> None:

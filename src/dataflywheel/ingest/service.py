@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dataflywheel.errors import ValidationError
 from dataflywheel.ingest.validate import Event, EventValidator, utc_day
+from dataflywheel.store import notify
 from dataflywheel.store.bulk import EventRow, insert_event_batches
 from dataflywheel.store.store import Store
 
@@ -105,6 +106,9 @@ class Ingestor:
             # One counter update per day, not per request: a group can hold many requests.
             for day, (accepted, duplicates, rejected) in per_day.items():
                 store.record_ingest(conn, day, accepted, duplicates, rejected)
+            ranges = notify.take_event_ranges(conn)
+        # Other processes hear of the new events by the server's notification at commit.
+        notify.published(store.engine.url, ranges)
         store.remember_ids("users", new_users)
         store.remember_ids("items", new_items)
         return inserted

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -142,59 +141,6 @@ def _arrays(table: np.ndarray, after: int) -> tuple[EventArrays, int]:
         table[:, 4],
     )
     return arrays, int(table[-1, 0])
-
-
-class EventTail:
-    """The weighted item events after an id, read through a plain driver cursor.
-
-    Serving polls for new events on every request, where SQLAlchemy's execution path costs
-    about 30 times the query itself. On SQLite a connection of its own asks ``PRAGMA
-    data_version`` first, which changes only when another connection commits: most polls
-    then cost a few microseconds instead of a query.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        compiled = events_query(store.settings).compile(dialect=store.engine.dialect)
-        self._sql = str(compiled)
-        self._params = compiled.construct_params({"after": 0, "upto": 2**62})
-        self._order = compiled.positiontup  # None when the driver takes named parameters
-        path = store.engine.url.database
-        self._probe: sqlite3.Connection | None = None
-        if store.dialect == "sqlite" and path and path != ":memory:":
-            self._probe = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._version: int | None = None
-        self._covered = 2**63
-        """Every event after this id was read at ``_version`` (none read yet: no id)."""
-
-    def close(self) -> None:
-        """Close the probe; later reads (a store reopened after close) query every time."""
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.close()
-
-    def read(self, after: int) -> tuple[EventArrays, int]:
-        """Events with ``id > after`` and the highest id seen (``after`` when none)."""
-        probe = self._probe
-        if probe is not None:
-            # Read before the query: a commit landing in between shows at the next poll.
-            version = probe.execute("PRAGMA data_version").fetchone()[0]
-            if version == self._version and after >= self._covered:
-                return _NO_EVENTS, after
-            self._version = version
-        values = {**self._params, "after": after}
-        params: Any = values if self._order is None else [values[n] for n in self._order]
-        connection = self.store.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(self._sql, params)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
-        found = _arrays(np.array(rows, dtype=np.float64).reshape(len(rows), 5), after)
-        self._covered = found[1]
-        return found
 
 
 def _read_table(store: Store, after: int, upto: int | None) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from dataflywheel.learn.matrix import decay_weights, recency_weights
-from dataflywheel.learn.snapshot import EventArrays, EventTail
+from dataflywheel.learn.snapshot import EventArrays
+from dataflywheel.serve.tail import EventTail
 from dataflywheel.store.store import Store
 
 ROW_CACHE_SIZE = 50_000
@@ -37,7 +38,7 @@ class Histories:
         self._rows: dict[tuple[int, int, tuple[Any, ...]], tuple[int, sp.csr_matrix, np.ndarray]]
         self._rows = {}
         self.watermark = watermark
-        self._tail_reader = EventTail(store)
+        self._tail_reader = EventTail(store, watermark)
         self._lock = threading.Lock()
         self._read_started = -np.inf
         self._erasures = 0  # part of every cached row's version: an erasure outdates them all
@@ -56,7 +57,7 @@ class Histories:
             if self._read_started >= arrived:
                 return
             self._read_started = time.monotonic()
-            fresh, last = self._tail_reader.read(self.watermark)
+            fresh, last = self._tail_reader.read()
             if not len(fresh):
                 return
             for user, item, weight, ts in zip(

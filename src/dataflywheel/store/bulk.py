@@ -3,6 +3,7 @@
 SQLite takes multi-row ``INSERT OR IGNORE`` statements; PostgreSQL one
 ``INSERT ... SELECT`` over a JSON array of the rows with ``ON CONFLICT DO NOTHING``.
 Both skip rows whose ``event_id`` is already stored, which is what makes retries idempotent.
+On PostgreSQL each insert also announces its id range (:mod:`dataflywheel.store.notify`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import orjson
 from sqlalchemy import Connection
+
+from dataflywheel.store.notify import notify_events
 
 EventRow = tuple[str, int, int | None, str, float, float, float, str | None, str | None]
 COLUMNS = (
@@ -206,8 +209,14 @@ def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
         finally:
             cursor.close()
     with raw.cursor() as cursor:
-        cursor.execute(_PG_INSERT, (orjson.dumps(rows).decode(),))
-        return int(cursor.rowcount)
+        cursor.execute(
+            f"WITH new AS ({_PG_INSERT} RETURNING id) SELECT count(*), min(id), max(id) FROM new",
+            (orjson.dumps(rows).decode(),),
+        )
+        count, lo, hi = cursor.fetchone()
+        if count:
+            notify_events(cursor, conn, lo, hi)
+        return int(count)
 
 
 def insert_event_batches(conn: Connection, batches: Sequence[Sequence[EventRow]]) -> list[int]:
@@ -224,8 +233,12 @@ def insert_event_batches(conn: Connection, batches: Sequence[Sequence[EventRow]]
         return [0] * len(batches)
     raw: Any = conn.connection.dbapi_connection
     with raw.cursor() as cursor:
-        cursor.execute(f"{_PG_INSERT} RETURNING event_id", (orjson.dumps(every).decode(),))
-        new = {event_id for (event_id,) in cursor.fetchall()}
+        cursor.execute(f"{_PG_INSERT} RETURNING event_id, id", (orjson.dumps(every).decode(),))
+        returned = cursor.fetchall()
+        if returned:
+            ids = [row[1] for row in returned]
+            notify_events(cursor, conn, min(ids), max(ids))
+        new = {event_id for event_id, _ in returned}
     counts = []
     for rows in batches:
         mine = {row[0] for row in rows if row[0] in new}
