@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 import dataflywheel as dfw
 from dataflywheel.learn.value import assess
@@ -145,17 +145,29 @@ def verdicts(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def noise(wheel: dfw.Flywheel, start: float, days: int, seed: int, budget: float) -> dict:
+    """Verdicts with random views added; then again with only the strong signals and the
+    views (in the simulator every strong signal sits on an item the user also clicked and
+    watched, so on the full store removing them changes weights, not which items a row holds).
+    """
     item_events = int(wheel.store.latest_event_id())
     inject_views(wheel, int(NOISE_SHARE * item_events), start, start + days * DAY, seed)
     document = assess(wheel.store, wheel.registry, budget=budget, seed=seed, config=config())
     found = verdicts(document)
+    signals = wheel.settings.signals
+    weak = [t for t in found if t in signals and not signals[t].strong and t != "view"]
+    with wheel.store.write() as conn:
+        conn.execute(delete(schema.events).where(schema.events.c.type.in_(weak)))
+    strong_only = assess(wheel.store, wheel.registry, budget=budget, seed=seed, config=config())
+    only = verdicts(strong_only)
     return {
         "seed": seed,
         "view": found.get("view"),
         "strong": found.get("strong signals"),
+        "watch": found.get("watch"),
         "click": found.get("click"),
-        "complete": document["complete"],
-        "seconds": document["seconds"],
+        "view_strong_only": only.get("view"),
+        "strong_strong_only": only.get("strong signals"),
+        "complete": document["complete"] and strong_only["complete"],
     }
 
 
@@ -286,10 +298,14 @@ def report_noise(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = [
-        f"## Injected noise: random `view` events ({NOISE_SHARE:.0%} of the item events)",
+        f"## Injected noise: random `view` events ({NOISE_SHARE:.0%} of the simulated events)",
         "",
-        "| seed | view: delta [95%] verdict | strong signals: delta [95%] verdict |",
-        "|---:|---|---|",
+        "Full store: the simulator's events plus the views. Strong only: the same store without"
+        " the weak simulated types (click, watch, skip), i.e. strong signals plus the views.",
+        "",
+        "| seed | view (full) | strong signals (full) | watch (full) | view (strong only) |"
+        " strong signals (strong only) |",
+        "|---:|---|---|---|---|---|",
     ]
 
     def cell(entry: dict[str, Any] | None) -> str:
@@ -299,19 +315,24 @@ def report_noise(rows: list[dict[str, Any]]) -> list[str]:
             f"{entry['delta']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}] {entry['verdict']}"
         )
 
+    keys = ("view", "strong", "watch", "view_strong_only", "strong_strong_only")
     for r in rows:
-        lines.append(f"| {r['seed']} | {cell(r['view'])} | {cell(r['strong'])} |")
-    none = sum(
-        r["view"] is not None and r["view"]["verdict"] == "no detectable value" for r in rows
-    )
-    harm = sum(r["view"] is not None and r["view"]["verdict"] == "harmful" for r in rows)
-    strong = sum(
-        r["strong"] is not None and r["strong"]["verdict"] == "carries value" for r in rows
-    )
+        lines.append(f"| {r['seed']} | " + " | ".join(cell(r[k]) for k in keys) + " |")
+
+    def count(key: str, verdict: str) -> int:
+        return [(r[key] or {}).get("verdict") for r in rows].count(verdict)
+
+    n = len(rows)
     lines += [
         "",
-        f"`view`: no detectable value {none}/{len(rows)}, harmful {harm}/{len(rows)}; "
-        f"strong signals carry value {strong}/{len(rows)}.",
+        f"Full store: `view` no detectable value {count('view', 'no detectable value')}/{n}, "
+        f"harmful {count('view', 'harmful')}/{n}; strong signals carry value "
+        f"{count('strong', 'carries value')}/{n}; watch carries value "
+        f"{count('watch', 'carries value')}/{n}.",
+        f"Strong only: `view` no detectable value "
+        f"{count('view_strong_only', 'no detectable value')}/{n}, harmful "
+        f"{count('view_strong_only', 'harmful')}/{n}; strong signals carry value "
+        f"{count('strong_strong_only', 'carries value')}/{n}.",
         "",
     ]
     return lines
