@@ -1,10 +1,14 @@
 """The decision service's tables, on the store's shared ``metadata`` so both dialects get them.
 
 ``decision_deployments`` holds each deployment's learner settings and Personalizer-style service
-configuration; ``decision_events`` is the decision log: one row per rank decision (one per slot
-for multi-slot ranks) with the request, the exact probabilities, the served action, and what
-became of it (reward, default reward, never activated). The log is what off-policy evaluation
-reads and what rebuilds a learner's last minutes after a crash.
+configuration, with a ``revision`` every replica compares to see changes and ``learner_seq``, the
+sequence from which the current learner learned; ``decision_events`` is the decision log: one
+row per rank decision (one per slot for multi-slot ranks) with the request, the exact
+probabilities, the served action, what became of it (reward, default reward, never activated)
+and its ``deadline``. The log is what
+off-policy evaluation reads, what rebuilds a learner's last minutes after a crash and what
+replicas follow to keep their learner current. ``decision_inbox`` holds rewards and activations
+received by a replica that does not own learning, until the owner applies them.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ deployments = Table(
     Column("service", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("revision", BigInteger, nullable=False, server_default="0"),
+    Column("learner_seq", BigInteger, nullable=True),
 )
 
 decisions = Table(
@@ -76,7 +82,22 @@ decisions = Table(
     Column("outcome", String(16), nullable=False),
     Column("learned_at", Float, nullable=True),
     Column("learned_seq", BigInteger, nullable=True),
+    Column("deadline", Float, nullable=True),
     Index("ux_decision_events_event", "deployment", "event_id", "slot_id", unique=True),
     Index("ix_decision_events_outcome", "deployment", "outcome"),
     Index("ix_decision_events_ts", "deployment", "ts"),
+    Index("ix_decision_events_deadline", "deployment", "outcome", "deadline"),
+    Index("ix_decision_events_learned", "deployment", "learned_seq"),
+)
+
+inbox = Table(
+    "decision_inbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deployment", String(64), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("slot_id", String(256), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("at", Float, nullable=False),
 )
