@@ -146,6 +146,20 @@ def test_every_ingest_path_announces_its_ids(wheels: Callable[[], dfw.Flywheel])
     assert len(_wait_for(tail, 1, 1.0)) == 1
 
 
+@pytest.mark.postgres
+def test_announcements_nobody_reads_are_joined(wheels: Callable[[], dfw.Flywheel]) -> None:
+    """A replica that serves nothing for a while keeps a bounded list of announced ranges."""
+    serving, writer = wheels(), wheels()
+    tail = EventTail(serving.store, 0)
+    _listening(tail)
+    for n in range(3 * tail_module.MAX_PENDING):
+        tail.on_events(10**9 + 2 * n, 10**9 + 2 * n)  # disjoint ranges of nothing
+    writer.track(user_id="u", item_id="i0", type="click")
+    time.sleep(0.2)
+    assert len(tail._pending) <= tail_module.MAX_PENDING
+    assert len(_wait_for(tail, 1, 1.0)) == 1
+
+
 def test_id_set_holes_age_out() -> None:
     ids = IdSet(10, now=0.0)
     ids.add(np.array([12, 13, 15]), now=1.0)

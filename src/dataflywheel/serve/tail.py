@@ -37,6 +37,8 @@ HOLE_GRACE_SECONDS = 60.0
 HOLE_FORGET_SECONDS = 900.0
 MAX_HOLES_READ = 500
 """Holes looked for in one catch-up (the youngest): bounds the statement's size."""
+MAX_PENDING = 1_000
+"""Announced ranges kept for the next read before they are joined into one."""
 _TOP = 2**62
 
 _NO_EVENTS = EventArrays(
@@ -204,7 +206,16 @@ class EventTail:
     def on_events(self, lo: int, hi: int) -> None:
         """Called by the listener thread: ids ``lo..hi`` were committed."""
         with self._pending_lock:
-            self._pending.append((lo, hi))
+            pending = self._pending
+            if pending and pending[-1][0] <= lo <= pending[-1][1] + 1:
+                pending[-1] = (pending[-1][0], max(hi, pending[-1][1]))
+            elif len(pending) >= MAX_PENDING:
+                # Nobody read for a while: one range over all (ids read before are skipped).
+                pending[:] = [
+                    (min(lo, *(r[0] for r in pending)), max(hi, *(r[1] for r in pending)))
+                ]
+            else:
+                pending.append((lo, hi))
 
     def on_change(self, topic: str) -> None:
         if topic == notify.ANY:  # the listener (re)connected: notifications may be missing
