@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     exploration: dict[str, Any] = Field(
         default_factory=lambda: {"name": "epsilon_greedy", "epsilon": 0.05}
     )
+    # Ranking a given list (`candidates`), and items the champion has not seen (docs/cold-start.md):
+    # text vs categories in content vectors, weight of the content-predicted popularity, and the
+    # user attributes whose values define segments for users without events.
+    max_candidates: int = Field(default=1_000, ge=1)
+    content_text_weight: float = Field(default=0.5, ge=0)
+    content_prior_weight: float = Field(default=0.1, ge=0)
+    segment_attributes: list[str] = Field(default_factory=lambda: ["segment", "country"])
 
     # KPIs.
     session_gap_seconds: float = 1_800.0

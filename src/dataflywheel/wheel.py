@@ -162,6 +162,31 @@ class Flywheel:
             now=now,
         )
 
+    def rank(
+        self,
+        user_id: str,
+        candidates: Sequence[str],
+        k: int | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+        exclude_consumed: bool = True,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """Only the ``candidates`` (item ids), ranked for ``user_id`` (the best ``k``, or all):
+        the same object as ``POST /v1/recommendations`` with ``candidates``."""
+        return self.serving.rank(
+            user_id,
+            candidates,
+            k,
+            context=context,
+            item_filter=filter,
+            exclude=exclude,
+            exclude_consumed=exclude_consumed,
+            now=now,
+        )
+
     def similar(self, item_id: str, k: int = 10) -> dict[str, Any]:
         return self.serving.similar(item_id, k)
 

@@ -57,11 +57,14 @@ class RecommendationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(min_length=1, max_length=MAX_ID)
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: int | None = Field(None, ge=1, le=MAX_K, description="10; with candidates: all of them")
     context: dict[str, Any] | None = None
     filter: ItemFilter | None = None
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
     exclude_consumed: bool = True
+    candidates: list[str] | None = Field(
+        default=None, description="Rank only these item ids (at most the setting max_candidates)"
+    )
 
 
 class SimilarItem(BaseModel):
@@ -78,10 +81,23 @@ class SimilarOut(BaseModel):
 async def _recommend(request: Request, body: RecommendationIn) -> dict[str, Any]:
     wheel = wheel_of(request)
     item_filter = body.filter.model_dump(exclude_none=True) if body.filter else None
+    if body.candidates is not None:
+        candidates = body.candidates
+        return await run_in_threadpool(
+            lambda: wheel.rank(
+                body.user_id,
+                candidates,
+                body.k,
+                context=body.context,
+                filter=item_filter,
+                exclude=body.exclude,
+                exclude_consumed=body.exclude_consumed,
+            )
+        )
     return await run_in_threadpool(
         lambda: wheel.recommend(
             body.user_id,
-            body.k,
+            10 if body.k is None else body.k,
             context=body.context,
             filter=item_filter,
             exclude=body.exclude,

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from dataflywheel.errors import ValidationError
+from dataflywheel.learn.content import ContentIndex
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
@@ -24,8 +25,10 @@ REFRESH_SECONDS = 5.0
 class Catalog:
     """Item metadata indexed by dense id, refreshed from the store every few seconds."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, text_weight: float = 0.5) -> None:
         self.store = store
+        # Content vectors follow the catalogue: items are re-vectorised only when they change.
+        self.content = ContentIndex(text_weight)
         self._lock = threading.Lock()
         self._loaded_at = -np.inf
         self.keys: list[str | None] = [None]
@@ -90,6 +93,7 @@ class Catalog:
         for row in rows:
             self._put(row, self.keys, visible, self._attributes, masks)
             self.index[row.item_id] = row.idx
+        self.content.update((row.idx, row.categories, row.attributes) for row in rows)
         self._categories, self._attribute_masks = masks, {}
         self.visible = visible
 
@@ -131,6 +135,7 @@ class Catalog:
         masks: dict[str, np.ndarray] = {}
         for row in rows:
             self._put(row, keys, visible, attributes, masks)
+        self.content.update(((row.idx, row.categories, row.attributes) for row in rows), True)
         self.keys, self.visible, self._attributes = keys, visible, attributes
         self.index = {key: idx for idx, key in enumerate(keys) if key is not None}
         self._categories, self._attribute_masks = masks, {}

@@ -28,6 +28,7 @@ from dataflywheel.learn.snapshot import read_events
 from dataflywheel.loop.shadow import ShadowJob, SidecarLog
 from dataflywheel.serve import erased
 from dataflywheel.serve.catalog import Catalog
+from dataflywheel.serve.content import ContentScorer
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
 from dataflywheel.store.store import Store
@@ -60,9 +61,9 @@ Scores = tuple[np.ndarray, np.ndarray, bool]
 """Scores over the catalogue, the user's consumed items, and whether the scores are personal."""
 
 
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ValidationError(f"k must be an integer from 1 to {MAX_K}", field="k")
+def _check_k(k: int, most: int = MAX_K) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= most:
+        raise ValidationError(f"k must be an integer from 1 to {most}", field="k")
 
 
 class RecommendationService:
@@ -72,7 +73,10 @@ class RecommendationService:
         self.store = store
         self.registry = registry
         self.settings = settings
-        self.catalog = Catalog(store)
+        self.catalog = Catalog(store, settings.content_text_weight)
+        self.content = ContentScorer(
+            self.catalog.content, settings.content_prior_weight, settings.seed or 0
+        )
         self.models = ModelCache(registry)
         self.router = ArmRouter(store)
         self.impressions = SidecarLog(store, registry, self.models)
@@ -211,6 +215,51 @@ class RecommendationService:
             times = now
         return self._serve(user_ids, k, context, item_filter, exclude, exclude_consumed, times)
 
+    def rank(
+        self,
+        user_id: str,
+        candidates: Sequence[str],
+        k: int | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        item_filter: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
+        exclude_consumed: bool = True,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The given items only, ranked for ``user_id`` (all of them when ``k`` is None), as
+        the same logged recommendation object; items the champion has not seen are ranked by
+        their content (:mod:`dataflywheel.serve.content`)."""
+        self._check_user(user_id, "user_id")
+        only = self._candidates(candidates)
+        k = only.size if k is None else k
+        _check_k(k, max(MAX_K, self.settings.max_candidates))
+        return self._serve(
+            [user_id], k, context, item_filter, exclude, exclude_consumed, [now], only
+        )[0]
+
+    def _candidates(self, candidates: object) -> np.ndarray:
+        """Dense ids of the distinct candidate items; an id the store has never seen is a
+        ValidationError naming its index."""
+        most = self.settings.max_candidates
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence) or not candidates:
+            raise ValidationError("must be a non-empty list of item ids", field="candidates")
+        if len(candidates) > most:
+            raise ValidationError(f"at most {most} items", field="candidates")
+        self.catalog.refresh()
+        found: dict[int, None] = {}
+        for position, item_id in enumerate(candidates):
+            if not isinstance(item_id, str):
+                raise ValidationError("must be an item id", field=f"candidates[{position}]")
+            idx = self.catalog.index.get(item_id)
+            if idx is None:  # upserted by another process since the last read
+                self.catalog.refresh(force=True)
+                idx = self.catalog.index.get(item_id)
+            if idx is None:
+                raise ValidationError(f"unknown item {item_id!r}", field=f"candidates[{position}]")
+            found[idx] = None
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
     def _check_user(self, user_id: object, name: str) -> None:
         if not isinstance(user_id, str) or not 1 <= len(user_id) <= self.settings.max_id_length:
             raise ValidationError("user_id must be a non-empty string", field=name)
@@ -224,12 +273,19 @@ class RecommendationService:
         exclude: Sequence[str],
         exclude_consumed: bool,
         times: Sequence[float | None],
+        only: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
-        _check_k(k)
+        """Answers for ``user_ids``; ``only``: the dense ids the lists may hold (candidates)."""
+        if only is None:
+            _check_k(k)
         served = self.served()
         served.histories.catch_up()
         self.catalog.refresh()
         allowed = self.catalog.allowed(item_filter, exclude)
+        if only is not None:
+            keep = np.zeros(allowed.size, dtype=bool)
+            keep[only[only < allowed.size]] = True
+            allowed &= keep
         users = self.store.lookup_ids("users", list(dict.fromkeys(user_ids)))
         routes = [self.router.route(user_id) for user_id in user_ids]
         # Requests outside experiments are scored by the champion together, in blocks.
@@ -274,6 +330,8 @@ class RecommendationService:
         when computed in a batch); logs the impression."""
         arm, policy, route = self._arm(served, route)
         scores, consumed, personal = scored or self._scores(arm, user, allowed.size)
+        if personal and user is not None:
+            self._score_unseen(arm, user, scores, allowed)
         if exclude_consumed and consumed.size:
             allowed[consumed[consumed < allowed.size]] = False
         candidates = np.flatnonzero(allowed & np.isfinite(scores))
@@ -416,6 +474,21 @@ class RecommendationService:
                 scores[:width] = model_scores[:width]
                 return scores, consumed, True
         return np.log1p(served.popularity(size)), consumed, False
+
+    def _score_unseen(
+        self, served: Served, user: int, scores: np.ndarray, allowed: np.ndarray
+    ) -> None:
+        """Score the allowed items the champion has no evidence on (created after it, or with
+        no positive interaction in its snapshot) from their content, in place."""
+        assert served.model is not None
+        n_known = served.model.n_items
+        wanted = np.flatnonzero(allowed[n_known:]) + n_known
+        cold = self.content.cold(n_known, served.snapshot_popularity)
+        width = min(n_known, allowed.size)
+        wanted = np.concatenate([np.flatnonzero(allowed[:width] & cold[:width]), wanted])
+        if wanted.size:
+            row, _ = served.histories.row(user, allowed.size, served.matrix_params)
+            self.content.fill(scores, row, wanted, n_known, served.snapshot_popularity)
 
     def similar(self, item_id: str, k: int = 10) -> dict[str, Any]:
         """Items most related to ``item_id`` under the champion (hidden items never returned)."""

@@ -1,0 +1,141 @@
+"""Scores for items the champion has not seen (upserted or first named after its training),
+from their content, on the champion's own scale.
+
+A user's content score of an item is the cosine between the item's content vector and the
+user's content profile (:mod:`dataflywheel.learn.content`), plus ``prior_weight`` times a
+standardised popularity predicted from the content (a ridge regression of the champion
+snapshot's log-popularity on the content vectors of the items it knows). A new item's champion
+score is then read off the user's own curve: the champion scores of a fixed sample of known
+items, against their content scores, interpolated at the new item's content score. An item
+that looks to this user like their top tenth by content gets a score like their champion top
+tenth, so it competes for the same slots; the collaborative score takes over once a retrained
+champion knows the item.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import Ridge
+
+from dataflywheel.learn.content import ContentIndex, profiles
+
+CALIBRATION_SAMPLE = 2_000
+"""Known items whose champion scores define a user's curve (bounds the per-request cost)."""
+RIDGE_ALPHA = 1.0
+
+
+FOLDS = 5
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What a champion fixes under one vocabulary: its cold items, the content prior and the
+    calibration sample (warm items: a positive interaction in the champion's snapshot)."""
+
+    cold: np.ndarray
+    warm_prior: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    mean: float
+    spread: float
+    sample: np.ndarray
+
+    def prior(self, vectors: sp.csr_matrix, ids: np.ndarray) -> np.ndarray:
+        """Standardised content prior of ``ids``: out-of-fold for warm items, so that warm and
+        cold items are judged alike (in-fold, a warm item's own words recall its count)."""
+        out = np.zeros(ids.size)
+        inside = ids < self.warm_prior.size
+        out[inside] = self.warm_prior[ids[inside]]
+        guess = np.isnan(out) | ~inside
+        if guess.any() and self.coef.size:
+            rows = vectors[ids[guess]]
+            width = min(rows.shape[1], self.coef.size)
+            predicted = rows[:, :width] @ self.coef[:width] + self.intercept
+            out[guess] = (predicted - self.mean) / self.spread
+        return np.nan_to_num(out)
+
+
+class ContentScorer:
+    """Fills in scores of unseen items for one process; its fit is redone when the champion
+    or the content vocabulary changes."""
+
+    def __init__(self, index: ContentIndex, prior_weight: float = 0.1, seed: int = 0) -> None:
+        self.index = index
+        self.prior_weight = prior_weight
+        self._seed = seed
+        self._fit: _Fit | None = None
+        self._key: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+
+    def cold(self, n_known: int, popularity: np.ndarray) -> np.ndarray:
+        """Which of the champion's items had no positive interaction in its snapshot: their
+        champion scores carry no evidence, so they are scored from content like new items."""
+        return self._fitted(self.index.matrix(n_known), n_known, popularity).cold
+
+    def fill(
+        self,
+        scores: np.ndarray,
+        row: sp.csr_matrix,
+        wanted: np.ndarray,
+        n_known: int,
+        popularity: np.ndarray,
+    ) -> None:
+        """Set ``scores[wanted]`` (items new or cold to the champion) on the champion's scale."""
+        vectors = self.index.matrix(scores.size)
+        fit = self._fitted(vectors, n_known, popularity)
+        sample = fit.sample[np.isfinite(scores[fit.sample])]
+        profile = profiles(row, vectors).T.toarray()
+        ids = np.concatenate([sample, wanted])
+        content = np.asarray(vectors[ids] @ profile).ravel()
+        if self.prior_weight:
+            content += self.prior_weight * fit.prior(vectors, ids)
+        known, new = content[: sample.size], content[sample.size :]
+        if sample.size == 0:
+            scores[wanted] = new
+            return
+        # Rank to rank: the new item's content quantile among the sample (ties share their
+        # mean quantile) picks the user's champion score at the same quantile.
+        quantiles = np.linspace(0.0, 1.0, sample.size)
+        levels, inverse = np.unique(np.sort(known), return_inverse=True)
+        level_quantile = np.bincount(inverse, weights=quantiles) / np.bincount(inverse)
+        position = np.interp(new, levels, level_quantile)
+        scores[wanted] = np.interp(position, quantiles, np.sort(scores[sample]))
+
+    def _fitted(self, vectors: sp.csr_matrix, n_known: int, popularity: np.ndarray) -> _Fit:
+        key = (self.index.generation, n_known, id(popularity))
+        fit = self._fit
+        if fit is not None and self._key == key:
+            return fit
+        with self._lock:
+            if self._fit is None or self._key != key:
+                self._fit, self._key = self._make(vectors, n_known, popularity), key
+            return self._fit
+
+    def _make(self, vectors: sp.csr_matrix, n_known: int, popularity: np.ndarray) -> _Fit:
+        counts = np.zeros(n_known)
+        counts[: min(n_known, popularity.size)] = popularity[:n_known]
+        cold = counts <= 0
+        rng = np.random.default_rng(self._seed)
+        warm = np.flatnonzero(~cold[: vectors.shape[0]])
+        sample = np.sort(rng.permutation(warm)[:CALIBRATION_SAMPLE]).astype(np.int64)
+        warm_prior = np.full(n_known, np.nan)
+        # Warm items with no metadata say nothing about what content predicts.
+        described = warm[np.diff(vectors.indptr)[warm] > 0]
+        y = np.log1p(counts[described])
+        if not self.prior_weight or described.size < 2 * FOLDS or y.std() == 0:
+            return _Fit(cold, np.zeros(n_known), np.zeros(0), 0.0, 0.0, 1.0, sample)
+        x = vectors[described]
+        oof = np.zeros(described.size)
+        folds = rng.integers(0, FOLDS, described.size)
+        for fold in range(FOLDS):
+            part = folds == fold
+            oof[part] = Ridge(alpha=RIDGE_ALPHA).fit(x[~part], y[~part]).predict(x[part])
+        ridge = Ridge(alpha=RIDGE_ALPHA).fit(x, y)
+        mean, spread = float(oof.mean()), float(oof.std()) or 1.0
+        warm_prior[described] = (oof - mean) / spread
+        coef = np.asarray(ridge.coef_, dtype=np.float64)
+        return _Fit(cold, warm_prior, coef, float(ridge.intercept_), mean, spread, sample)
