@@ -244,7 +244,15 @@ async def buffered(receive: Receive, settings: Settings) -> Receive:
 
 
 async def refuse(app: Any, scope: Scope, send: Send, exc: FlywheelError) -> None:
-    """Answer a request refused before routing, counted under the route it was meant for."""
-    await send_json(send, exc.status, orjson.dumps(exc.to_dict()))
+    """Answer a request refused before routing, in the error shape of the route it was meant
+    for (Personalizer's on its routes), counted under that route."""
     path = (route_of(app, scope) or ("unmatched",))[0]
-    app.state.metrics.requests.labels(path, f"{exc.status // 100}xx").inc()
+    status, payload = exc.status, orjson.dumps(exc.to_dict())
+    if path.startswith(("/personalizer", "/deployments/")):
+        # Imported here: the Personalizer routes read their bodies with this module.
+        from dataflywheel.api.personalizer import personalizer_error
+
+        response = personalizer_error(exc)
+        status, payload = response.status_code, bytes(response.body)
+    await send_json(send, status, payload)
+    app.state.metrics.requests.labels(path, f"{status // 100}xx").inc()

@@ -59,7 +59,7 @@ PREFIXES = (
 _NO_CONTENT = 204
 
 
-def _personalizer_error(exc: FlywheelError) -> Response:
+def personalizer_error(exc: FlywheelError) -> Response:
     status, code = next(
         ((s, c) for cls, s, c in _CODES if isinstance(exc, cls)), (exc.status, exc.code)
     )
@@ -88,7 +88,7 @@ class PersonalizerRoute(APIRoute):
                 params = request.path_params
                 return await endpoint(request, *[params[name] for name in names])
             except FlywheelError as exc:
-                return _personalizer_error(exc)
+                return personalizer_error(exc)
 
         return route
 
