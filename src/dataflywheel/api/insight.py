@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from dataflywheel.api.deps import require, wheel_of
 from dataflywheel.insight import dashboard_data, health, kpis, render_page, render_report
 from dataflywheel.insight.dashboard import plotly_path
+from dataflywheel.insight.lookup import item_lookup, user_lookup
+from dataflywheel.insight.pages import experiments_page, models_page
 
 router = APIRouter(tags=["insight"])
 
@@ -41,6 +43,37 @@ async def get_dashboard(
 ) -> Any:
     """Everything the dashboard draws, aggregated server-side."""
     return await run_in_threadpool(dashboard_data, wheel_of(request).store, start, end)
+
+
+@router.get("/v1/dashboard/models", dependencies=[Depends(require("admin"))])
+async def get_dashboard_models(request: Request) -> Any:
+    """The models page: registry, quality by version, transitions and the audit log."""
+    return await run_in_threadpool(models_page, wheel_of(request).store)
+
+
+@router.get("/v1/dashboard/experiments", dependencies=[Depends(require("admin"))])
+async def get_dashboard_experiments(request: Request) -> Any:
+    """The newest experiments for the experiments page."""
+    return await run_in_threadpool(experiments_page, wheel_of(request).store)
+
+
+@router.get("/v1/dashboard/users/{user_id}", dependencies=[Depends(require("admin"))])
+async def get_dashboard_user(
+    request: Request,
+    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+) -> Any:
+    """A user's history, the lists served to them, and the champion's current ranking as an
+    admin preview that is not logged as an impression (a lookup is not a visit)."""
+    return await run_in_threadpool(user_lookup, wheel_of(request), user_id, k)
+
+
+@router.get("/v1/dashboard/items/{item_id}", dependencies=[Depends(require("admin"))])
+async def get_dashboard_item(
+    request: Request, item_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> Any:
+    """An item's events by type, first event, first strong signal and similar items."""
+    return await run_in_threadpool(item_lookup, wheel_of(request), item_id)
 
 
 @router.get("/v1/report", response_class=HTMLResponse, dependencies=[Depends(require("admin"))])

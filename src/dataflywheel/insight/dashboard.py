@@ -17,8 +17,10 @@ import orjson
 from sqlalchemy import Connection, MetaData, Table, func, inspect, select
 
 from dataflywheel.insight.days import parse_day
+from dataflywheel.insight.evidence_views import views
 from dataflywheel.insight.health import health
 from dataflywheel.insight.kpis import data_span, kpis
+from dataflywheel.insight.pages import model_history, slots_by_day
 from dataflywheel.insight.quality import transitions, version_days
 from dataflywheel.store.store import Store
 
@@ -27,6 +29,8 @@ STATIC = Path(__file__).with_name("static")
 MAX_DAY_ROWS = 400
 OPTIONAL_ROWS = 20
 _PLACEHOLDER = re.compile(r"\{\{(STYLE|PLOTLY|DATA|APP)\}\}")
+# The page's script, in order: helpers, the overview, the other pages, then the router.
+SCRIPTS = ("ui.js", "overview.js", "pages.js", "app.js")
 EXPERIMENT_TABLES = ("experiments",)
 LABEL_TABLES = ("label_queue", "labels")
 
@@ -41,14 +45,21 @@ def dashboard_data(
     first = low if low is not None else span[0] if span else 0
     last = high if high is not None else span[1] if span else 0
     grain = "day" if last - first < MAX_DAY_ROWS else "week"
+    verdict = health(store)
+    for condition in verdict["conditions"]:
+        condition["views"] = views(condition.get("evidence") or {})
     document: dict[str, Any] = {
         "generated_at": time.time(),
         "kpis": kpis(store, start, end, grain),
-        "health": health(store),
+        "health": verdict,
     }
     with store.read() as conn:
         document["versions_by_day"] = version_days(conn, first, last) if span else []
+        document["slots_by_day"] = slots_by_day(conn, store.settings, first, last) if span else []
         document["transitions"] = transitions(conn)
+        document["model_history"] = model_history(
+            document["kpis"].get("models") or [], transitions(conn, limit=1_000)
+        )
         document["experiments"] = optional_table(conn, EXPERIMENT_TABLES)
         document["labels"] = optional_table(conn, LABEL_TABLES)
     return document
@@ -104,7 +115,7 @@ def render_page(data: dict[str, Any] | None = None) -> str:
         "STYLE": _asset("dashboard.css"),
         "PLOTLY": plotly_tag,
         "DATA": embedded,
-        "APP": _asset("dashboard.js"),
+        "APP": "\n".join(_asset(name) for name in SCRIPTS),
     }
     # One pass, so inlined text is never searched for placeholders.
     return _PLACEHOLDER.sub(lambda m: parts[m[1]], _asset("dashboard.html"))
