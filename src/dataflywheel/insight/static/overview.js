@@ -65,7 +65,7 @@ function conditionCard(c, health) {
     h("p", { class: "next-action" }, h("b", {}, "Next: "), c.next_action),
     h("div", { class: "muted" }, `confidence ${pct(c.confidence)} (how much evidence this rests on)`),
     (c.views || []).map(evidenceView),
-    h("p", { class: "muted small" }, `How it is judged: docs/insight.md#condition-${c.id}`));
+    h("p", { class: "muted small" }, `How it is judged: docs/insight.md#the-flywheel-health-verdict (condition ${c.id})`));
 }
 
 function evidenceView(v) {
