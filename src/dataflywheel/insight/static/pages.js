@@ -137,11 +137,11 @@ PAGES.value = async (view) => {
   const nd = v.next_doubling;
   replace(view,
     wideCard("Learning curve: quality as the model gets more of the data",
-      chart(band, { hovermode: "closest", xaxis: { type: "log", title: { text: "training events" } }, yaxis: { title: { text: "NDCG" } } }),
+      chart(band, { hovermode: "closest", xaxis: { title: { text: "training events" } }, yaxis: { title: { text: "NDCG" } } }),
       nd ? h("p", { class: "next-action" }, h("b", {}, "Next doubling of data: "), `expected gain ${num(nd.gain)} (95 % interval ${num(nd.low)} to ${num(nd.high)})`) : null,
       define("Models trained on growing fractions of the data, scored on the same holdout; the band is the 95 % interval. The fitted curve extrapolates what doubling the data would bring.", "value-of-data")),
     wideCard("Value by slice: what each kind of data contributes",
-      table(["Kind", "Slice", "Change in NDCG without it", "95 % interval", "Verdict"],
+      table(["Kind", "Slice", "NDCG it carries (negative: harmful)", "95 % interval", "Verdict"],
         (v.slices || []).map((s) => [s.kind, s.name, num(s.delta), `${num(s.low)} to ${num(s.high)}`, h("span", { class: `pill ${s.verdict === "carries value" ? "champion" : s.verdict === "harmful" ? "failed" : "retired"}` }, s.verdict)]),
         "No slices measured yet."),
       (v.advice || []).length ? h("ul", {}, v.advice.map((a) => h("li", {}, typeof a === "string" ? a : a.text || a.message || JSON.stringify(a)))) : null));
