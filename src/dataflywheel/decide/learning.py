@@ -1,7 +1,7 @@
 """Who learns, and how every process's learner stays the deployment's one learner.
 
 Exactly one process per store owns learning: the holder of the ``decisions:learner`` lease
-(:class:`dataflywheel.loop.lease.Lease`). It applies rewards, ends wait times, learns each
+(:class:`dataflywheel.store.lease.Lease`). It applies rewards, ends wait times, learns each
 decision once, stamping it with the next ``learned_seq`` in the log, and saves each learner to
 ``ARTIFACTS/decisions/NAME/`` with the sequence it holds. Every other process replays the log's
 learned decisions in sequence order into its own copy, so all copies are the same learner a
@@ -28,8 +28,8 @@ from dataflywheel.decide.learner import Learner, LearnerConfig, create_learner, 
 from dataflywheel.decide.pending import Decision, Deployment
 from dataflywheel.decide.tables import decisions
 from dataflywheel.errors import ModelError
-from dataflywheel.loop.lease import Lease
 from dataflywheel.store import schema
+from dataflywheel.store.lease import Lease
 from dataflywheel.store.store import Store
 
 CHECKPOINT_FILE = "checkpoint.json"

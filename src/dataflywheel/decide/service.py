@@ -18,10 +18,11 @@ Any number of processes may serve one store. Each ranks with its own copy of the
 logs through :mod:`~dataflywheel.decide.log`; the one holding the learner lease owns learning
 (:mod:`~dataflywheel.decide.learning`): it applies rewards with the rules of
 :mod:`~dataflywheel.decide.pending`, ends wait times and stamps each learned decision once; the
-others forward rewards and activations to the store's inbox and replay the learned decisions.
-A lone process is the owner and answers everything from memory. The background work of a
-process (heartbeat, settings, inbox, wait times, log writes, replay, saves) is in
-:mod:`~dataflywheel.decide.upkeep`.
+others forward rewards and activations to the store's inbox (:mod:`~dataflywheel.decide.routing`)
+and replay the learned decisions. A lone process is the owner and answers everything from
+memory. The background work of a process (heartbeat, settings, inbox, wait times, log writes,
+replay, saves) is in :mod:`~dataflywheel.decide.upkeep`; validation in
+:mod:`~dataflywheel.decide.requests`.
 """
 
 from __future__ import annotations
@@ -38,15 +39,13 @@ from sqlalchemy import func, select
 
 from dataflywheel.decide.features import JsonCache
 from dataflywheel.decide.learning import Learning, default_replica
-from dataflywheel.decide.log import DecisionLog, count_late, event_rows, send_to_inbox
+from dataflywheel.decide.log import DecisionLog, event_rows
 from dataflywheel.decide.pending import (
     Decision,
     Deployment,
     Event,
     Learn,
     RankResult,
-    activate,
-    add_reward,
     log_row,
 )
 from dataflywheel.decide.requests import (
@@ -55,21 +54,19 @@ from dataflywheel.decide.requests import (
     as_list,
     catalogue,
     check_event_id,
-    check_kind,
     check_name,
     check_reward,
     excluded_ids,
     slot_specs,
 )
+from dataflywheel.decide.routing import Router
+from dataflywheel.decide.settings import Settings
 from dataflywheel.decide.tables import decisions, deployments
 from dataflywheel.decide.upkeep import Upkeep
-from dataflywheel.errors import ConflictError, NotFoundError, ValidationError
+from dataflywheel.errors import ConflictError, ValidationError
 from dataflywheel.store.store import Store
 
 __all__ = ["DEFAULT_DEPLOYMENT", "DecisionService", "Deployment", "RankResult", "ServiceConfig"]
-
-ROW_WAIT_SECONDS = 2.0
-"""How long a replica waits for the log row of an event ranked by another (its write-behind)."""
 
 
 class DecisionService:
@@ -96,6 +93,8 @@ class DecisionService:
         self._ids: list[str] = []
         self._catalogue = JsonCache(catalogue, private=True)
         self._stop = threading.Event()
+        self.router = Router(self)
+        self.settings = Settings(self)
         self.upkeep = Upkeep(self)
         self.upkeep.start()
 
@@ -109,7 +108,7 @@ class DecisionService:
         with self._lock:
             dep = self._deployments.get(name)
             if dep is None:
-                dep = self.upkeep.load(name, create=name == DEFAULT_DEPLOYMENT)
+                dep = self.settings.load(name, create=name == DEFAULT_DEPLOYMENT)
                 self._deployments[name] = dep
             return dep
 
@@ -127,9 +126,9 @@ class DecisionService:
         replica applies the stored change within ``upkeep.SYNC_SECONDS``."""
         check_name(name)
         with self._lock:
-            dep = self._deployments.get(name) or self.upkeep.load(name, create=True)
+            dep = self._deployments.get(name) or self.settings.load(name, create=True)
             self._deployments[name] = dep
-        self.upkeep.configure(dep, service, learner)
+        self.settings.configure(dep, service, learner)
         return self.status(name)
 
     def status(self, name: str = DEFAULT_DEPLOYMENT) -> dict[str, Any]:
@@ -309,7 +308,7 @@ class DecisionService:
         deployment: str = DEFAULT_DEPLOYMENT,
     ) -> None:
         """Rewards per slot (``None`` = the single slot of a single-slot event)."""
-        self._touch(event_id, values, None, deployment)
+        self.router.touch(event_id, values, None, deployment)
 
     def activate(
         self,
@@ -319,113 +318,7 @@ class DecisionService:
         deployment: str = DEFAULT_DEPLOYMENT,
     ) -> None:
         """Mark a deferred event as used: its wait time starts now and it will be learned."""
-        self._touch(event_id, None, multislot, deployment)
-
-    def _touch(
-        self,
-        event_id: str,
-        values: Sequence[tuple[str | None, float]] | None,
-        multislot: bool | None,
-        name: str,
-        *,
-        retry: bool = True,
-    ) -> None:
-        """A reward (``values``) or an activation (``multislot`` given): applied here by the
-        owner, forwarded to the inbox by another process; refused once the wait is over."""
-        now = self.clock()
-        dep = self.deployment(name)
-        with dep.lock:
-            self.upkeep.expire(dep, now)
-            event = dep.pending.get(event_id)
-            if event is None and self.learning.owner:
-                event = self.upkeep.adopt(dep, event_id)
-            if event is not None and now < event.deadline:
-                self._apply(dep, event, values, multislot, now)
-                return
-        found = self._in_store(dep, event_id, values, multislot, now)
-        if found and retry:  # pending, but only now in the store: as if it had been here
-            self._touch(event_id, values, multislot, name, retry=False)
-        elif found:
-            raise ConflictError(f"event {event_id!r} is being written; retry", field="eventId")
-
-    def _apply(
-        self,
-        dep: Deployment,
-        event: Event,
-        values: Sequence[tuple[str | None, float]] | None,
-        multislot: bool | None,
-        now: float,
-    ) -> None:
-        if values is None:
-            check_kind(event.event_id, event.multislot, bool(multislot))
-            if event.activated:
-                return
-            if self.learning.owner:
-                activate(dep.service, event, now, self.learner_of(dep))
-                dep.reschedule(event)
-                self.log.update(
-                    dep.name, event.event_id, event.deadline, list(event.decisions.values())
-                )
-            else:
-                self.log.forward([_inbox_row(dep.name, event.event_id, None, None, now)])
-                activate(dep.service, event, now, _forget)
-                dep.reschedule(event)
-            return
-        targets = [(event.slot(slot), value) for slot, value in values]
-        if self.learning.owner:
-            learn = self.learner_of(dep)
-            for decision, value in targets:
-                add_reward(dep.service, event, decision, value, now, learn)
-            self.log.update(dep.name, event.event_id, event.deadline, [d for d, _ in targets])
-        else:
-            self.log.forward(
-                [_inbox_row(dep.name, event.event_id, d.slot_id, v, now) for d, v in targets]
-            )
-
-    def _in_store(
-        self,
-        dep: Deployment,
-        event_id: str,
-        values: Sequence[tuple[str | None, float]] | None,
-        multislot: bool | None,
-        now: float,
-    ) -> bool:
-        """The event is not held here: True if it is pending in the store (and, when this
-        process does not own learning, the call was forwarded to the inbox); else the late call
-        is refused (late rewards counted) or the event is unknown."""
-        self.upkeep.flush()
-        rows = event_rows(self.store, dep.name, event_id)
-        give_up = time.monotonic() + (0.0 if self.learning.alone else ROW_WAIT_SECONDS)
-        while not rows and time.monotonic() < give_up:
-            time.sleep(0.02)  # ranked elsewhere: its log row is on the way
-            rows = event_rows(self.store, dep.name, event_id)
-        if not rows:
-            raise NotFoundError(f"unknown event {event_id!r}", field="eventId")
-        first, slots = rows[0], {r.slot_id for r in rows}
-        wanted = multislot if values is None else values[0][0] is not None
-        check_kind(event_id, first.slot_id != "", bool(wanted))
-        for slot, _ in values or ():
-            if (slot or "") not in slots:
-                raise NotFoundError(f"event {event_id!r} has no slot {slot!r}", field="slotId")
-        start = first.activated_at if first.activated_at is not None else first.ts
-        deadline = first.deadline if first.deadline is not None else start + _wait(dep)
-        if first.outcome == "pending" and now < deadline:
-            if self.learning.owner:
-                return True
-            if values is None:
-                send_to_inbox(self.store, [_inbox_row(dep.name, event_id, None, None, now)])
-            else:
-                send_to_inbox(
-                    self.store, [_inbox_row(dep.name, event_id, s or "", v, now) for s, v in values]
-                )
-            return False
-        late = None if values is None else [slot or "" for slot, _ in values]
-        count_late(self.store, dep.name, event_id, late)
-        what = "the reward is logged, not learned" if values else "it can no longer be activated"
-        raise ConflictError(
-            f"event {event_id!r} ended its reward wait time ({first.outcome}); {what}",
-            field="eventId",
-        )
+        self.router.touch(event_id, None, multislot, deployment)
 
     def learner_of(self, dep: Deployment) -> Learn:
         """The owner's learn callback for ``dep``."""
@@ -465,25 +358,3 @@ class DecisionService:
         self.flush()
         self.save()
         self.learning.release()
-
-
-def _inbox_row(
-    name: str, event_id: str, slot_id: str | None, value: float | None, at: float
-) -> dict[str, Any]:
-    kind = "activate" if value is None else "reward"
-    return {
-        "deployment": name,
-        "event_id": event_id,
-        "slot_id": slot_id,
-        "kind": kind,
-        "value": value,
-        "at": at,
-    }
-
-
-def _forget(decision: Decision, reward: float, at: float, outcome: str) -> None:
-    """Not the owner: the event is only a local record; the owner learns."""
-
-
-def _wait(dep: Deployment) -> float:
-    return dep.service.reward_wait_seconds
