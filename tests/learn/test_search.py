@@ -105,3 +105,27 @@ def test_the_incumbent_is_scored_outside_the_trial_count_and_can_win() -> None:
     assert result.name == "ease" and result.params == incumbent[1]
     assert result.metrics["ndcg@10"] == result.incumbent["ndcg@10"]
     assert result.metrics["ndcg@10"] > result.leaderboard[1]["ndcg@10"]
+
+
+def test_a_dense_ease_fit_that_would_overrun_the_budget_is_not_started() -> None:
+    # 6 000 active items: a dense EASE fit inverts a 6 000² Gram matrix, seconds on any machine.
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 6_000
+    users = np.repeat(np.arange(n_users), 40)
+    items = rng.permutation(np.resize(np.arange(n_items), users.size))
+    times = np.tile(np.arange(40, dtype=float), n_users)
+    started = time.monotonic()
+    result = search(
+        users,
+        items,
+        np.ones(users.size),
+        times,
+        n_users=n_users,
+        n_items=n_items,
+        budget_seconds=0.5,
+        models=["ease", "popularity"],
+    )
+    assert time.monotonic() - started < 5.0
+    assert {row["name"] for row in result.leaderboard} == {"popularity"}
+    assert [(f["trial"], f["name"]) for f in result.failed] == [("planned", "ease")]
+    assert "estimated" in result.failed[0]["error"]
