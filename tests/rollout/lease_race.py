@@ -6,7 +6,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
 from dataflywheel.config import Settings
-from dataflywheel.loop.lease import Lease
+from dataflywheel.store.lease import Lease
 from dataflywheel.store.store import Store
 
 

@@ -15,8 +15,9 @@ import dataflywheel as dfw
 from dataflywheel.config import RolloutSettings
 from dataflywheel.experiments.metrics import interleaving_credit
 from dataflywheel.experiments.serving import REFRESH_SECONDS
-from dataflywheel.experiments.tables import interleaving_teams, shadow_results
+from dataflywheel.experiments.tables import interleaving_teams
 from dataflywheel.store import schema
+from dataflywheel.store.schema import shadow_results
 from rollout.sim import World
 
 K = 5

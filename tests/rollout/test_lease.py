@@ -13,8 +13,8 @@ from sqlalchemy import insert
 import dataflywheel as dfw
 from dataflywheel.config import RolloutSettings, Settings
 from dataflywheel.errors import ConflictError
-from dataflywheel.loop.lease import Lease
 from dataflywheel.store import schema
+from dataflywheel.store.lease import Lease
 from dataflywheel.store.store import Store
 from rollout.lease_race import contend
 

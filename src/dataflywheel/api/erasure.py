@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dataflywheel.api.deps import bearer_key, require, wheel_of
 from dataflywheel.api.schemas import ERROR_RESPONSES
-from dataflywheel.store.erasure import erase
+from dataflywheel.loop.erasure import erase
 from dataflywheel.store.store import Kind
 
 router = APIRouter()

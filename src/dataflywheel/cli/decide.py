@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Estimate a model version's reward per served slot from the impression logs."""
-        from dataflywheel.evaluation.logs import evaluate_candidate
+        from dataflywheel.loop.logs import evaluate_candidate
 
         with open_wheel(db) as wheel:
             report = evaluate_candidate(

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _erase(kind: Kind, key: str, db: str | None, as_json: bool) -> None:
-    from dataflywheel.store.erasure import erase
+    from dataflywheel.loop.erasure import erase
 
     with closing(open_store(db)) as store:
         done = erase(store, kind, key, actor="cli")

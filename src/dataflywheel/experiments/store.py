@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
@@ -19,7 +19,6 @@ from dataflywheel.errors import ConflictError, NotFoundError, ValidationError
 from dataflywheel.experiments import _validate
 from dataflywheel.experiments.tables import experiments
 from dataflywheel.learn.registry import Registry
-from dataflywheel.serve.exploration import make_policy
 from dataflywheel.store.store import Store
 
 KINDS = ("ab", "interleaving")
@@ -58,9 +57,14 @@ def _public(row: Row[Any]) -> dict[str, Any]:
 class Experiments:
     """CRUD over the ``experiments`` table; model versions move to status ``experiment``."""
 
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, validate_policy: Callable[[Any], object]
+    ) -> None:
+        # Serving owns the exploration policies: it hands over its parser, which raises a
+        # ValidationError for a policy arm it could not serve.
         self.store = store
         self.registry = registry
+        self.validate_policy = validate_policy
 
     def create(self, spec: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
         """Validate ``spec`` completely, then store it and mark its versions as under test."""
@@ -153,7 +157,7 @@ class Experiments:
         kind = spec.get("type", "ab")
         if kind not in KINDS:
             raise ValidationError(f"type must be one of {KINDS}, got {kind!r}", field="type")
-        arms = _arms(spec.get("arms"), kind)
+        arms = _arms(spec.get("arms"), kind, self.validate_policy)
         for version in self._versions(arms):
             status = self.registry.get(version)["status"]  # NotFoundError for unknown versions
             if status not in SERVABLE:
@@ -185,7 +189,9 @@ class Experiments:
         return [str(a["model_version"]) for a in arms if a.get("model_version")]
 
 
-def _arms(raw: Any, kind: str) -> list[dict[str, Any]]:
+def _arms(
+    raw: Any, kind: str, validate_policy: Callable[[Any], object]
+) -> list[dict[str, Any]]:
     """Arms as stored: name, model_version or policy, weight as a fraction summing to 1."""
     if not isinstance(raw, list) or len(raw) < 2:
         raise ValidationError("arms must be a list of at least two arms", field="arms")
@@ -206,7 +212,7 @@ def _arms(raw: Any, kind: str) -> list[dict[str, Any]]:
         if policy is not None:
             if kind == "interleaving":
                 raise ValidationError("interleaving compares model versions", field=where)
-            make_policy(policy)
+            validate_policy(policy)
         if kind == "interleaving" and version is None:
             raise ValidationError("interleaving arms need a model_version", field=where)
         arms.append({"name": name, "model_version": version, "policy": policy})

@@ -1,8 +1,8 @@
-"""Rollout tables for experiments and shadow scoring, on the store's shared ``metadata``.
+"""Experiment tables, on the store's shared ``metadata``.
 
 ``experiments`` holds each test's design and outcome; ``interleaving_teams`` the team of every
-position of an interleaved list (credit needs it); ``shadow_results`` what a shadow candidate
-would have served for a logged request, and how far it agreed with the champion.
+position of an interleaved list (credit needs it). ``shadow_results`` lives in
+:mod:`dataflywheel.store.schema`: serving writes it, the loop and the label triggers read it.
 """
 
 from __future__ import annotations
@@ -37,17 +37,4 @@ interleaving_teams = Table(
     Column("experiment_id", String(32), nullable=False),
     Column("teams", JSON, nullable=False),
     Index("ix_interleaving_teams_experiment", "experiment_id"),
-)
-
-shadow_results = Table(
-    "shadow_results",
-    metadata,
-    Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("recommendation_id", String(64), nullable=False),
-    Column("version", String(64), nullable=False),
-    Column("ts", Float, nullable=False),
-    Column("item_ids", JSON, nullable=False),
-    Column("overlap", Float, nullable=False),
-    Column("rank_corr", Float, nullable=True),
-    Index("ix_shadow_results_version", "version", "ts"),
 )

@@ -18,10 +18,10 @@ import orjson
 from sqlalchemy import Row, func, insert, select, update
 
 from dataflywheel.errors import ConflictError, ValidationError
-from dataflywheel.experiments.tables import shadow_results
 from dataflywheel.label import rules
 from dataflywheel.label.tables import label_queue, label_state, triggers
 from dataflywheel.store import schema
+from dataflywheel.store.schema import shadow_results
 from dataflywheel.store.store import Store, dialect_insert
 
 BUILTIN_TASKS = ("relevance",)

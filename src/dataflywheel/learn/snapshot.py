@@ -13,7 +13,6 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, selec
 from dataflywheel.config import Settings
 from dataflywheel.store import schema
 from dataflywheel.store.bulk import read_columns
+from dataflywheel.store.forget import EVENT_LOG_COPIES, EVENT_LOG_LOCK
 from dataflywheel.store.parallel_read import read_slices
 from dataflywheel.store.store import Store
 
@@ -208,15 +208,11 @@ class _History:
             return self.table[:end]
 
 
-_HISTORIES: weakref.WeakKeyDictionary[Store, _History] = weakref.WeakKeyDictionary()
-_HISTORIES_LOCK = threading.Lock()
-
-
 def _history(store: Store) -> _History:
-    with _HISTORIES_LOCK:
-        found = _HISTORIES.get(store)
-        if found is None:
-            found = _HISTORIES[store] = _History(store)
+    with EVENT_LOG_LOCK:  # the store's slot, so that its deletions drop the copy
+        found = EVENT_LOG_COPIES.get(store)
+        if not isinstance(found, _History):
+            found = EVENT_LOG_COPIES[store] = _History(store)
         return found
 
 

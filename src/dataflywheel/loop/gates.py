@@ -30,8 +30,9 @@ from dataflywheel.learn.models import load_model
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import Snapshot, take_snapshot
 from dataflywheel.learn.trainer import Holdout
-from dataflywheel.loop.shadow import shadow_report
+from dataflywheel.loop.shadow_report import shadow_report
 from dataflywheel.loop.watch import watch
+from dataflywheel.serve.exploration import make_policy
 from dataflywheel.store.store import Store
 
 K = 10
@@ -56,7 +57,7 @@ class Rollout:
         self.store = store
         self.registry = registry
         self.settings = settings
-        self.experiments = Experiments(store, registry)
+        self.experiments = Experiments(store, registry, make_policy)
         self.labels = labels
         self.queue: LabelQueue = labels.queue
         self.config: RolloutSettings = settings.rollout

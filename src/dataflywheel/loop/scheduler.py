@@ -1,7 +1,7 @@
 """The background loop: retrain when enough new data arrived or a period passed, move the
 candidate through its gates (see :mod:`dataflywheel.loop.gates`), promote or keep — and say why.
 
-Exactly one loop runs per store: a lease (:mod:`dataflywheel.loop.lease`) names the holder, so
+Exactly one loop runs per store: a lease (:mod:`dataflywheel.store.lease`) names the holder, so
 API replicas can all start a loop thread and only one of them works at a time. The holder renews
 the lease while a step runs (training included) and stops acting as soon as it has lost it.
 """
@@ -28,7 +28,7 @@ from dataflywheel.label.queue import LabelQueue
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
 from dataflywheel.loop.gates import Rollout
-from dataflywheel.loop.lease import Lease, Renewal
+from dataflywheel.store.lease import Lease, Renewal
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)

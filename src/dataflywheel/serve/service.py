@@ -25,12 +25,12 @@ from dataflywheel.experiments.serving import ArmRouter, ModelCache, Route
 from dataflywheel.learn.models import Recommender, load_model
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import read_events
-from dataflywheel.loop.shadow import ShadowJob, SidecarLog
 from dataflywheel.serve import erased
 from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.content import ContentScorer
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
+from dataflywheel.serve.shadow import ShadowJob, SidecarLog
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)

@@ -1,21 +1,28 @@
 """Process-local copies of stored rows that deletions (erasure, retention) must reach.
 
 The store caches external → dense ids, and whole-history reads on SQLite extend a copy of the
-event log kept by :mod:`dataflywheel.learn.snapshot` on the assumption that events are only
-ever added. After a delete, both are dropped (the process that deletes at once; serving
-processes when they see the audit row).
+event log (:mod:`dataflywheel.learn.snapshot` keeps it in :data:`EVENT_LOG_COPIES`) on the
+assumption that events are only ever added. After a delete, both are dropped (the process that
+deletes at once; serving processes when they see the audit row). The slot lives here, not in
+learn, so that the store's deletions reach it without the store importing a layer above it.
 """
 
 from __future__ import annotations
 
-from dataflywheel.learn import snapshot
+import threading
+import weakref
+
 from dataflywheel.store.store import Kind, Store
+
+EVENT_LOG_COPIES: weakref.WeakKeyDictionary[Store, object] = weakref.WeakKeyDictionary()
+"""Per store, this process's copy of the event log (its type belongs to the reader)."""
+EVENT_LOG_LOCK = threading.Lock()
 
 
 def forget_event_log(store: Store) -> None:
     """Drop this process's copy of the event log; the next whole-history read is a full one."""
-    with snapshot._HISTORIES_LOCK:
-        snapshot._HISTORIES.pop(store, None)
+    with EVENT_LOG_LOCK:
+        EVENT_LOG_COPIES.pop(store, None)
 
 
 def forget_key(store: Store, kind: Kind, key: str) -> None:

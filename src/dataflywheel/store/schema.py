@@ -77,6 +77,21 @@ impressions = Table(
     Column("context", JSON, nullable=True),
 )
 
+# What a shadow candidate would have served for a logged request and how far it agreed with the
+# champion: serving writes it, the loop's gates and the label triggers read it.
+shadow_results = Table(
+    "shadow_results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("recommendation_id", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("item_ids", JSON, nullable=False),
+    Column("overlap", Float, nullable=False),
+    Column("rank_corr", Float, nullable=True),
+    Index("ix_shadow_results_version", "version", "ts"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dataflywheel as dfw
-from dataflywheel.evaluation.logs import evaluate_candidate, logged_rounds
+from dataflywheel.loop.logs import evaluate_candidate, logged_rounds
 
 GROUPS = 4
 ITEMS = 40

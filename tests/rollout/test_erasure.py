@@ -20,8 +20,8 @@ from dataflywheel.errors import NotFoundError, TrainingError
 from dataflywheel.insight import tables as insight_tables
 from dataflywheel.label.tables import label_queue, regression_cases
 from dataflywheel.learn.snapshot import take_snapshot
+from dataflywheel.loop.erasure import erase, subject_hash
 from dataflywheel.store import schema
-from dataflywheel.store.erasure import erase, subject_hash
 from dataflywheel.store.retention import apply_retention
 
 DAY = 86_400.0

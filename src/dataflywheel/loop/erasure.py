@@ -3,7 +3,7 @@
 One write transaction removes the rows that name the subject, by dense id or by external id,
 and appends an ``audit_log`` row that says who erased what kind of subject, identified only by
 the SHA-256 of its id, with the number of rows deleted per table. Serving processes read those
-audit rows to drop what they hold in memory (:func:`erasures_since`).
+audit rows to drop what they hold in memory (:mod:`dataflywheel.serve.erased`).
 
 What goes, for a user: their events, impressions (and the interleaving teams and shadow results
 of those impressions), decisions whose context names them under a user key, label-queue rows and
@@ -11,6 +11,9 @@ regression cases, their insight rollup rows, and the user row. For an item: its 
 label-queue rows and regression cases, its per-item served rollups, the item row, and its id in
 logged lists (impressions, shadow results), replaced by ``null`` so positions and propensities
 of the other slots stay as served.
+
+It sits in the loop layer, not in the store, because it deletes from every part's tables
+(decisions, experiments, insight rollups, the label queue): only that layer may import them all.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from sqlalchemy import Column, Connection, Table, Text, cast, delete, or_, selec
 
 from dataflywheel.decide.tables import decisions
 from dataflywheel.errors import NotFoundError, ValidationError
-from dataflywheel.experiments.tables import interleaving_teams, shadow_results
+from dataflywheel.experiments.tables import interleaving_teams
 from dataflywheel.insight import tables as insight
 from dataflywheel.label.tables import label_queue, regression_cases
 from dataflywheel.store import audit, schema
 from dataflywheel.store.forget import forget_event_log, forget_key
+from dataflywheel.store.schema import shadow_results
 from dataflywheel.store.store import Kind, Store
 
 ACTIONS: dict[Kind, str] = {"users": audit.ERASE_USER, "items": audit.ERASE_ITEM}
