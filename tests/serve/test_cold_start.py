@@ -184,3 +184,38 @@ def test_content_index_is_incremental() -> None:
     # A complete reload without item 2 (erased) drops its vector.
     index.update([(1, ["action"], {"title": "red planet"})], complete=True)
     assert index.matrix(5)[2].nnz == 0
+
+
+def test_a_new_user_with_a_segment_gets_what_the_segment_likes(store_url: str) -> None:
+    with dfw.open(store_url, exploration={"name": "greedy"}) as wheel:
+        wheel.upsert_users(
+            [{"id": f"kid{u}", "attributes": {"segment": "kids"}} for u in range(5)]
+            + [{"id": f"adult{u}", "attributes": {"segment": "adults"}} for u in range(20)]
+        )
+        events = [
+            {"user_id": f"kid{u}", "item_id": f"toy{(u + i) % 4}", "type": "click"}
+            for u in range(5)
+            for i in range(6)
+        ] + [
+            {"user_id": f"adult{u}", "item_id": f"film{(u + i) % 4}", "type": "click"}
+            for u in range(20)
+            for i in range(6)
+        ]
+        assert wheel.track_many(events).accepted == len(events)
+        wheel.train("itemknn", budget=5)
+        wheel.upsert_users([{"id": "newkid", "attributes": {"segment": "kids", "age": 7}}])
+        answer = wheel.recommend("newkid", 4)
+        assert answer["model_version"] is None  # no events: not personal
+        assert sorted(ids(answer)) == ["toy0", "toy1", "toy2", "toy3"]
+        # Without a declared segment (or one nobody acted in): everyone's popularity.
+        wheel.upsert_users([{"id": "plain"}, {"id": "alien", "attributes": {"segment": "x"}}])
+        assert sorted(ids(wheel.recommend("plain", 4))) == ["film0", "film1", "film2", "film3"]
+        assert sorted(ids(wheel.recommend("alien", 4))) == ["film0", "film1", "film2", "film3"]
+
+
+def test_candidates_without_any_score_are_ranked_last(trained: dfw.Flywheel) -> None:
+    """A new item with no metadata has no content score: recommend() leaves it out, rank()
+    still returns it, after the scored ones."""
+    trained.upsert_items([{"id": "bare"}])
+    assert "bare" not in ids(trained.recommend("u0", 40))
+    assert ids(trained.rank("u0", ["bare", "b7", "a11"]))[-1] == "bare"

@@ -87,10 +87,16 @@ class ContentIndex:
                 self._dirty.add(idx)
 
     def matrix(self, size: int) -> sp.csr_matrix:
-        """Vectors of items ``0..size-1`` (items without metadata: zero rows)."""
+        """Vectors of at least items ``0..size-1`` (items without metadata: zero rows); the
+        same object until an item changes, so callers may cache what they derive from it."""
+        current = self._matrix
+        # The request path: nothing to do, no lock (a concurrent update shows next time).
+        if current is not None and not self._dirty and current.shape[0] >= size:
+            return current
         with self._lock:
             if self._vectorizer is None or len(self._meta) >= REFIT_GROWTH * self._fitted_on:
                 self._fit()
+                self._matrix = None
             if self._dirty:
                 changed = sorted(self._dirty & set(self._meta))
                 if changed:
@@ -99,7 +105,7 @@ class ContentIndex:
                 self._matrix = None
             if self._matrix is None or self._matrix.shape[0] < size:
                 self._matrix = self._assemble(max(size, max(self._meta, default=-1) + 1))
-            return self._matrix[:size] if self._matrix.shape[0] > size else self._matrix
+            return self._matrix
 
     def _fit(self) -> None:
         texts = [text for text, _ in self._meta.values()]

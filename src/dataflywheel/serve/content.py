@@ -33,10 +33,9 @@ FOLDS = 5
 
 @dataclass(frozen=True)
 class _Fit:
-    """What a champion fixes under one vocabulary: its cold items, the content prior and the
-    calibration sample (warm items: a positive interaction in the champion's snapshot)."""
+    """What a champion fixes under one vocabulary: the content prior and the calibration
+    sample (warm items: a positive interaction in the champion's snapshot)."""
 
-    cold: np.ndarray
     warm_prior: np.ndarray
     coef: np.ndarray
     intercept: float
@@ -70,11 +69,34 @@ class ContentScorer:
         self._fit: _Fit | None = None
         self._key: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
+        self._cold: tuple[tuple[int, int], np.ndarray] | None = None
+        self._unseen: tuple[tuple[int, int, int], np.ndarray] | None = None
 
     def cold(self, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """Which of the champion's items had no positive interaction in its snapshot: their
-        champion scores carry no evidence, so they are scored from content like new items."""
-        return self._fitted(self.index.matrix(n_known), n_known, popularity).cold
+        champion scores carry no evidence."""
+        key = (n_known, id(popularity))
+        cached = self._cold
+        if cached is None or cached[0] != key:
+            counts = np.zeros(n_known)
+            counts[: min(n_known, popularity.size)] = popularity[:n_known]
+            cached = self._cold = (key, counts <= 0)
+        return cached[1]
+
+    def unseen(self, allowed: np.ndarray, n_known: int, popularity: np.ndarray) -> np.ndarray:
+        """The allowed items to score from content: cold to the champion (created after it,
+        or no positive interaction in its snapshot) and described by some metadata."""
+        vectors = self.index.matrix(allowed.size)
+        key = (n_known, id(popularity), id(vectors))
+        cached = self._unseen
+        if cached is None or cached[0] != key:
+            mask = np.diff(vectors.indptr) > 0
+            width = min(n_known, mask.size)
+            mask[:width] &= self.cold(n_known, popularity)[:width]
+            cached = self._unseen = (key, mask)
+        mask = cached[1]
+        width = min(mask.size, allowed.size)
+        return np.flatnonzero(allowed[:width] & mask[:width])
 
     def fill(
         self,
@@ -116,9 +138,9 @@ class ContentScorer:
             return self._fit
 
     def _make(self, vectors: sp.csr_matrix, n_known: int, popularity: np.ndarray) -> _Fit:
+        cold = self.cold(n_known, popularity)
         counts = np.zeros(n_known)
         counts[: min(n_known, popularity.size)] = popularity[:n_known]
-        cold = counts <= 0
         rng = np.random.default_rng(self._seed)
         warm = np.flatnonzero(~cold[: vectors.shape[0]])
         sample = np.sort(rng.permutation(warm)[:CALIBRATION_SAMPLE]).astype(np.int64)
@@ -127,7 +149,7 @@ class ContentScorer:
         described = warm[np.diff(vectors.indptr)[warm] > 0]
         y = np.log1p(counts[described])
         if not self.prior_weight or described.size < 2 * FOLDS or y.std() == 0:
-            return _Fit(cold, np.zeros(n_known), np.zeros(0), 0.0, 0.0, 1.0, sample)
+            return _Fit(np.zeros(n_known), np.zeros(0), 0.0, 0.0, 1.0, sample)
         x = vectors[described]
         oof = np.zeros(described.size)
         folds = rng.integers(0, FOLDS, described.size)
@@ -138,4 +160,4 @@ class ContentScorer:
         mean, spread = float(oof.mean()), float(oof.std()) or 1.0
         warm_prior[described] = (oof - mean) / spread
         coef = np.asarray(ridge.coef_, dtype=np.float64)
-        return _Fit(cold, warm_prior, coef, float(ridge.intercept_), mean, spread, sample)
+        return _Fit(warm_prior, coef, float(ridge.intercept_), mean, spread, sample)

@@ -168,6 +168,17 @@ class Histories:
             self._erasures += 1
             self._rows.clear()
 
+    def popularity_among(self, users: np.ndarray, size: int) -> np.ndarray:
+        """Positive interactions per item of the given users (snapshot and tail)."""
+        chosen = np.isin(self._users, users) & (self._weights > 0)
+        items = self._items[chosen]
+        counts = np.bincount(items[items < size], minlength=size).astype(float)
+        for user in users.tolist():
+            for item, weight, _ in self._tail.get(user, ()):
+                if weight > 0 and item < size:
+                    counts[item] += 1.0
+        return counts
+
     def tail_popularity(self, size: int) -> np.ndarray:
         """Positive interactions per item since the snapshot (for cold start)."""
         counts = np.zeros(size)

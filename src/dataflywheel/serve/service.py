@@ -30,6 +30,7 @@ from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.content import ContentScorer
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
+from dataflywheel.serve.segments import Segments
 from dataflywheel.serve.shadow import ShadowJob, SidecarLog
 from dataflywheel.store.store import Store
 
@@ -81,6 +82,7 @@ class RecommendationService:
         self.router = ArmRouter(store)
         self.impressions = SidecarLog(store, registry, self.models)
         self.policy: Policy = make_policy(settings.exploration)
+        self.segments = Segments(store, settings.segment_attributes)
         self.deletions = erased.DeletionWatch(store)
         self._served: Served | None = None
         self._checked_at = -np.inf
@@ -309,6 +311,7 @@ class RecommendationService:
                 context,
                 exclude_consumed,
                 time.time() if ts is None else ts,
+                every=only is not None,
             )
             for n, (user_id, ts) in enumerate(zip(user_ids, times, strict=True))
         ]
@@ -325,13 +328,20 @@ class RecommendationService:
         context: Mapping[str, Any] | None,
         exclude_consumed: bool,
         ts: float,
+        every: bool = False,
     ) -> dict[str, Any]:
         """One user's list from already-read serving state (``scored``: the champion's scores
-        when computed in a batch); logs the impression."""
+        when computed in a batch); logs the impression. ``every``: items with no score at all
+        (new, without metadata) are ranked last rather than left out (given candidates)."""
         arm, policy, route = self._arm(served, route)
         scores, consumed, personal = scored or self._scores(arm, user, allowed.size)
         if personal and user is not None:
             self._score_unseen(arm, user, scores, allowed)
+        if every:
+            unscored = allowed & ~np.isfinite(scores)
+            if unscored.any():
+                finite = scores[allowed & ~unscored]
+                scores[unscored] = (finite.min() if finite.size else 0.0) - 1.0
         if exclude_consumed and consumed.size:
             allowed[consumed[consumed < allowed.size]] = False
         candidates = np.flatnonzero(allowed & np.isfinite(scores))
@@ -473,7 +483,13 @@ class RecommendationService:
                 width = min(size, len(model_scores))
                 scores[:width] = model_scores[:width]
                 return scores, consumed, True
-        return np.log1p(served.popularity(size)), consumed, False
+        popular = served.popularity(size)
+        if user is not None and not consumed.size:
+            segment = self.segments.popularity(user, served.histories, size)
+            if segment is not None:
+                # Everyone's popularity only breaks ties within the segment's counts.
+                return np.log1p(segment) + 1e-3 * np.log1p(popular), consumed, False
+        return np.log1p(popular), consumed, False
 
     def _score_unseen(
         self, served: Served, user: int, scores: np.ndarray, allowed: np.ndarray
@@ -482,10 +498,7 @@ class RecommendationService:
         no positive interaction in its snapshot) from their content, in place."""
         assert served.model is not None
         n_known = served.model.n_items
-        wanted = np.flatnonzero(allowed[n_known:]) + n_known
-        cold = self.content.cold(n_known, served.snapshot_popularity)
-        width = min(n_known, allowed.size)
-        wanted = np.concatenate([np.flatnonzero(allowed[:width] & cold[:width]), wanted])
+        wanted = self.content.unseen(allowed, n_known, served.snapshot_popularity)
         if wanted.size:
             row, _ = served.histories.row(user, allowed.size, served.matrix_params)
             self.content.fill(scores, row, wanted, n_known, served.snapshot_popularity)
