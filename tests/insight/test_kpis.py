@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import insert
 
 import dataflywheel as dfw
 from dataflywheel.errors import ValidationError
 from dataflywheel.insight import kpis, refresh
 from dataflywheel.insight.rollups import active_windows, gini, user_day_activity
-from insight.handbuilt import EVENTS, fill
+from dataflywheel.store import schema
+from insight.handbuilt import DAY, EVENTS, B, fill
 
 
 def test_day_rows_are_exact(small_any: dfw.Flywheel) -> None:
@@ -147,3 +149,94 @@ def test_windows_count_each_user_once_and_churn_after_30_days() -> None:
     assert w["mau"][29:35].tolist() == [2, 2, 1, 1, 0, 0]
     assert np.flatnonzero(w["churned"]).tolist() == [31, 33]
     assert w["retained_next"].sum() == 0
+
+
+# Supply ---------------------------------------------------------------------------------------
+# Items a and b are created on day B (c1 at 0 s, c2 at 3 600 s), c on B+1 (c1), "old" 30 days
+# before. a is first shown at 600 s, b at 7 200 s (3 600 s after its creation); a first gets a
+# strong signal at 800 s, b at 13 600 s (10 000 s); c is never shown.
+SUPPLY_ITEMS = [
+    ("a", 0.0, "c1"),
+    ("b", 3_600.0, "c2"),
+    ("c", DAY, "c1"),
+    ("old", -30 * DAY, None),
+]
+SUPPLY_EVENTS = [
+    # (item, type, seconds since B) — clicks on a, b, c are young; on "old" they are not
+    ("a", "click", 700.0),
+    ("a", "like", 800.0),
+    ("old", "click", 900.0),
+    ("b", "rating", 13_600.0),
+    ("a", "like", DAY + 10.0),  # a later strong signal does not move the first one
+    ("b", "click", DAY + 50.0),
+    ("a", "click", DAY + 55.0),
+    ("old", "click", DAY + 60.0),
+]
+SUPPLY_SERVED = [("r1", 600.0, ["a", "old"]), ("r2", 7_200.0, ["b", "a"]), ("r3", DAY, ["a"])]
+
+
+def _fill_supply(wheel: dfw.Flywheel) -> None:
+    base = B * DAY
+    wheel.upsert_items(
+        [
+            {
+                "id": item,
+                "created_at": base + at,
+                "attributes": {"creator_id": creator} if creator else {},
+            }
+            for item, at, creator in SUPPLY_ITEMS
+        ]
+    )
+    wheel.track_many(
+        [
+            {"event_id": f"s{n}", "user_id": "u1", "item_id": item, "type": kind,
+             "timestamp": base + seconds}
+            for n, (item, kind, seconds) in enumerate(SUPPLY_EVENTS)
+        ]
+    )  # fmt: skip
+    with wheel.store.write() as conn:
+        conn.execute(
+            insert(schema.impressions),
+            [
+                {"recommendation_id": rid, "user_idx": 1, "user_id": "u1", "ts": base + at,
+                 "model_version": "v1", "policy": "champion", "item_ids": items,
+                 "scores": [1.0] * len(items), "propensities": [1.0] * len(items)}
+                for rid, at, items in SUPPLY_SERVED
+            ],
+        )  # fmt: skip
+
+
+def test_supply_kpis_are_exact(wheel: dfw.Flywheel) -> None:
+    _fill_supply(wheel)
+    doc = kpis(wheel.store, "2024-01-01", "2024-01-02")
+    first, second = doc["rows"]
+    assert (first["new_items"], first["active_creators"], first["clicks"]) == (2, 2, 2)
+    assert first["new_item_click_share"] == 0.5
+    assert (second["new_items"], second["active_creators"], second["clicks"]) == (1, 1, 3)
+    assert second["new_item_click_share"] == pytest.approx(0.6667)
+    assert doc["supply"] == {
+        "young_item_days": 7,
+        "items_created": 3,
+        "creators": 2,
+        "items_shown": 2,
+        "items_with_strong_signal": 2,
+        "median_seconds_to_first_impression": 2_100.0,
+        "median_seconds_to_first_strong_signal": 5_400.0,
+        "clicks": 5,
+        "new_item_click_share": 0.6,
+    }
+    (week,) = kpis(wheel.store, grain="week")["rows"]
+    assert (week["new_items"], week["clicks"], week["new_item_click_share"]) == (3, 5, 0.6)
+    assert week["active_creators"] == 1.5
+
+
+def test_supply_firsts_follow_late_events_incrementally(wheel: dfw.Flywheel) -> None:
+    _fill_supply(wheel)
+    kpis(wheel.store)
+    # A strong signal on b received late but made at 5 000 s (1 400 s after b's creation).
+    wheel.track_many(
+        [{"event_id": "late", "user_id": "u2", "item_id": "b", "type": "like",
+          "timestamp": B * DAY + 5_000.0}]
+    )  # fmt: skip
+    supply = kpis(wheel.store, "2024-01-01", "2024-01-02")["supply"]
+    assert supply["median_seconds_to_first_strong_signal"] == (800.0 + 1_400.0) / 2

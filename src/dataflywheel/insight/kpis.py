@@ -18,6 +18,7 @@ from dataflywheel.insight import tables as T
 from dataflywheel.insight.days import check_grain, iso, parse_day, period_start
 from dataflywheel.insight.quality import model_versions, ratio
 from dataflywheel.insight.rollups import gini, refresh, strong_types
+from dataflywheel.insight.supply import catalogue_days, supply_summary
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
@@ -38,8 +39,11 @@ _SUMMED = (
     "duplicates",
     "impressions",
     "engaged_impressions",
+    "new_items",
+    "clicks",
+    "young_clicks",
 )
-_AVERAGED = ("dau", "returning_users", "bot_users", "served_items", "gini")
+_AVERAGED = ("dau", "returning_users", "bot_users", "served_items", "gini", "active_creators")
 _AT_END = ("wau", "mau")
 
 
@@ -62,6 +66,7 @@ def kpis(
             "rows": [],
             "retention": [],
             "summary": {},
+            "supply": {},
         }
         if span is None:
             document["note"] = "the store has no events yet"
@@ -78,6 +83,7 @@ def kpis(
         document["rows"] = aggregate(days, grain)
         document["retention"] = retention(conn, low, high, span[1])
         document["summary"] = summarize(conn, days, low, high)
+        document["supply"] = supply_summary(conn, low, high)
         document["models"] = model_versions(conn)
     return document
 
@@ -143,9 +149,12 @@ def day_rows(conn: Connection, settings: Settings, low: int, high: int) -> list[
     ):
         if day in rows:
             rows[day].update(served_items=int(items), gini=float(concentration))
+    supply = catalogue_days(conn, low, high)
     catalogue = catalogue_size(conn)
-    for values in rows.values():
+    for day, values in rows.items():
         values["catalogue"] = catalogue
+        values.update(new_items=0, active_creators=0, clicks=0, young_clicks=0)
+        values.update(supply.get(day, {}))
     return [rows[day] for day in sorted(rows)]
 
 
@@ -195,6 +204,10 @@ def _public(day: int, v: dict[str, Any], n_days: int) -> dict[str, Any]:
         "served_items": v["served_items"] if n_days == 1 else round(v["served_items"], 1),
         "coverage": ratio(v["served_items"], v["catalogue"]),
         "gini": None if v["gini"] is None else round(v["gini"], 4),
+        "new_items": v["new_items"],
+        "active_creators": v["active_creators"] if n_days == 1 else round(v["active_creators"], 2),
+        "clicks": v["clicks"],
+        "new_item_click_share": ratio(v["young_clicks"], v["clicks"]),
     }
     if n_days > 1:
         row["days"] = n_days

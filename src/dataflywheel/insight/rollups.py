@@ -34,6 +34,7 @@ from sqlalchemy import (
 from dataflywheel.config import Settings
 from dataflywheel.insight import tables as T
 from dataflywheel.insight.days import DAY, day_of
+from dataflywheel.insight.supply import rebuild_day_clicks, record_first_impressions
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store, dialect_insert
 
@@ -243,6 +244,7 @@ def _rebuild_activity(conn: Connection, day: int, settings: Settings) -> int:
             bot_users=int(bot.sum()),
         )
     _upsert_day(conn, day, values)
+    rebuild_day_clicks(conn, day, strong_types(settings))
     return int(values["events"])
 
 
@@ -441,9 +443,9 @@ def _rebuild_served(conn: Connection, day: int, settings: Settings) -> int:
     in_day = and_(I.ts >= day * DAY, I.ts < (day + 1) * DAY)
     served = _raw(
         conn,
-        select(I.recommendation_id, I.model_version, I.experiment_id, I.arm, I.item_ids).where(
-            in_day
-        ),
+        select(
+            I.recommendation_id, I.model_version, I.experiment_id, I.arm, I.item_ids, I.ts
+        ).where(in_day),
     )
     feedback = _raw(
         conn,
@@ -463,16 +465,22 @@ def _rebuild_served(conn: Connection, day: int, settings: Settings) -> int:
     strong_engaged = {rid for rid, kind in feedback if kind in strong}
     groups: dict[tuple[str, str, str], list[int]] = {}
     slots: Counter[str] = Counter()
-    for rid, version, experiment, arm, item_ids in served:
+    first_shown: dict[str, float] = {}
+    for rid, version, experiment, arm, item_ids, ts in served:
         counts = groups.setdefault((version or "", experiment or "", arm or ""), [0, 0, 0])
         counts[0] += 1
         counts[1] += rid in engaged
         counts[2] += rid in strong_engaged
         if isinstance(item_ids, str | bytes):  # SQLite hands JSON back as text
             item_ids = orjson.loads(item_ids)
-        slots.update(str(item) for item in item_ids or ())
+        shown = [str(item) for item in item_ids or ()]
+        slots.update(shown)
+        for item in shown:
+            if ts < first_shown.get(item, np.inf):
+                first_shown[item] = ts
     _insert(conn, T.served, [(day, *key, *counts) for key, counts in groups.items()])
     _insert(conn, T.served_items, [(day, item, n) for item, n in slots.items()])
+    record_first_impressions(conn, first_shown)
     conn.execute(
         T.served_days.insert().values(
             day=day, items=len(slots), slots=sum(slots.values()), gini=gini(slots.values())

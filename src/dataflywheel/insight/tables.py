@@ -112,3 +112,21 @@ events_recommendation = Index(
     postgresql_where=text("recommendation_id IS NOT NULL"),
 )
 impressions_ts = Index("ix_impressions_ts", impressions.c.ts)
+
+# Supply (docs/insight.md, "Supply"): clicks per day and how many went to items younger than
+# YOUNG_ITEM_DAYS; per item, when it was first shown and first got a strong signal.
+supply_days = Table(
+    "insight_supply_days",
+    metadata,
+    Column("day", Integer, primary_key=True),
+    Column("clicks", BigInteger, nullable=False),
+    Column("young_clicks", BigInteger, nullable=False),
+)
+
+item_firsts = Table(
+    "insight_item_firsts",
+    metadata,
+    Column("item_id", String(256), primary_key=True),
+    Column("first_impression", Float, nullable=True),
+    Column("first_strong", Float, nullable=True),
+)
