@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflywheel.errors import ValidationError
+from dataflywheel.evaluation import off_policy
 from dataflywheel.evaluation.slate import deterministic, slate_off_policy
 
 REPS = 300
@@ -75,8 +76,14 @@ def test_iips_and_item_ips_are_unbiased_and_cover_with_position_free_rewards(
 
 
 @settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), temperature=st.sampled_from([0.5, 1.0, 2.0]))
-def test_rips_is_unbiased_and_covers_under_a_cascade(seed: int, temperature: float) -> None:
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    temperature=st.sampled_from([1.0, 2.0]),
+    second=st.lists(st.booleans(), min_size=3, max_size=3),
+)
+def test_rips_is_unbiased_and_covers_under_a_cascade(
+    seed: int, temperature: float, second: list[bool]
+) -> None:
     """Each position draws from its own pool (so the product of propensities is the prefix's
     probability); the user clicks the first attractive item, so rewards depend on the items
     above: RIPS stays unbiased."""
@@ -85,7 +92,9 @@ def test_rips_is_unbiased_and_covers_under_a_cascade(seed: int, temperature: flo
     relevance = rng.uniform(0.1, 0.7, size=(k, pool))
     logits = rng.normal(size=(k, pool)) / temperature
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    candidate = rng.integers(pool, size=k)
+    # The best or second-best logged item per position: a prefix the logs hold often enough
+    # for the mean of 300 estimates to settle (rarer ones are unbiased too, only slower).
+    candidate = np.argsort(-probs, axis=1)[np.arange(k), np.asarray(second, dtype=int)]
     stop = np.cumprod(np.concatenate([[1.0], 1 - relevance[np.arange(k), candidate][:-1]]))
     truth = float((relevance[np.arange(k), candidate] * stop).sum())
     values, lows, highs = [], [], []
@@ -171,3 +180,33 @@ def test_bad_input_names_the_field(kwargs: dict[str, object], field: str) -> Non
     with pytest.raises(ValidationError) as info:
         slate_off_policy(**args)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_auto_never_picks_a_narrow_estimate_on_a_tiny_effective_sample() -> None:
+    """The evaluation policy always plays an action the logs hold a couple of times in 16 200
+    rounds: model-based estimates are narrow around the wrong value; "auto" says how little the
+    data holds instead, and its interval covers the truth."""
+    rng = np.random.default_rng(0)
+    n, actions = 16_200, 10
+    probs = np.full(actions, (1 - 3 / n) / (actions - 1))
+    probs[1] = 3 / n
+    action = rng.choice(actions, size=n, p=probs)
+    rate = np.where(np.arange(actions) == 1, 0.6, 0.1)
+    reward = (rng.random(n) < rate[action]).astype(float)
+    dist = np.zeros((n, actions))
+    dist[:, 1] = 1.0
+    out = off_policy(
+        reward=reward,
+        action=action,
+        pscore=probs[action],
+        action_dist=dist,
+        context=rng.normal(size=(n, 2)),
+        random_state=0,
+    )
+    auto = out["auto"]
+    assert auto.ess is not None and auto.ess < 30
+    assert auto.name in ("snipw", "ipw"), auto
+    assert auto.low <= 0.6 <= auto.high, auto
+    assert auto.high - auto.low >= 0.5, auto
+    assert "effective sample size" in auto.reason
+    assert all(e.ess == auto.ess for e in out.values())

@@ -12,11 +12,12 @@ without any ground truth (see docs/off-policy.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import stats
 
 from dataflywheel.errors import ValidationError
 from dataflywheel.evaluation.estimators import Z_ONE_SIDED, Terms, slope_select, terms_for
@@ -25,6 +26,10 @@ from dataflywheel.evaluation.reward_model import fit_predict_rewards
 __all__ = ["ESTIMATORS", "Estimate", "off_policy"]
 
 ESTIMATORS = ("ipw", "snipw", "dm", "dr", "sndr", "switch-dr", "dros", "replay")
+# Below this effective sample size the bootstrap says little, and nothing can check a
+# model-based estimate's bias: "auto" then picks a weighted estimator with an ESS interval.
+MIN_ESS = 30.0
+_WEIGHTED = ("snipw", "ipw")
 _MODEL_BASED = frozenset({"dm", "dr", "sndr", "switch-dr", "dros"})
 _SUM_TOLERANCE = 1e-6
 
@@ -32,6 +37,9 @@ _SUM_TOLERANCE = 1e-6
 @dataclass(frozen=True)
 class Estimate:
     """One estimator's value with its 95% bootstrap interval and bootstrap standard error.
+
+    ``ess`` is the Kish effective sample size (Σw)²/Σw² of the importance weights; below
+    ``MIN_ESS`` the weighted estimators' intervals are t intervals on its degrees of freedom.
 
     ``hyperparameter`` is Switch-DR's τ or DRos's λ as chosen by SLOPE++; ``reason`` is set on the
     ``"auto"`` entry only, where ``name`` is the recommended estimator.
@@ -44,6 +52,7 @@ class Estimate:
     std: float
     hyperparameter: float | None = None
     reason: str = ""
+    ess: float | None = None
 
 
 def off_policy(
@@ -99,7 +108,9 @@ def off_policy(
         for name in names
     }
     results = _bootstrap(terms, rng, n_bootstrap)
-    results["auto"] = _choose(results, weight)
+    ess = _kish(weight)
+    results = {name: _honest(e, weight, data.reward, ess) for name, e in results.items()}
+    results["auto"] = _choose(results, weight, ess)
     return results
 
 
@@ -280,14 +291,46 @@ def _bootstrap(
     return results
 
 
-def _choose(results: dict[str, Estimate], weight: NDArray[np.float64]) -> Estimate:
+def _kish(weight: NDArray[np.float64]) -> float:
+    total = float(weight.sum())
+    return total**2 / float((weight**2).sum()) if total > 0 else 0.0
+
+
+def _honest(
+    e: Estimate, weight: NDArray[np.float64], reward: NDArray[np.float64], ess: float
+) -> Estimate:
+    """Attach the ESS; below MIN_ESS, widen IPW/SNIPW to a t interval on ESS - 1 degrees of
+    freedom (at least 2) whose variance adds one more round at the largest weight with the
+    widest reward: a few heavy rounds that happened to agree are not certainty."""
+    if e.name not in _WEIGHTED or ess >= MIN_ESS:
+        return replace(e, ess=ess)
+    span = float(np.ptp(reward)) or max(float(np.abs(reward).max()), 1.0)
+    top = float(weight.max())
+    scale = weight.size if e.name == "ipw" else float(weight.sum()) + top
+    se = float(np.hypot(e.std, top * span / scale))
+    half = float(stats.t.ppf(0.975, df=max(ess - 1.0, 2.0))) * se
+    low, high = e.value - half, e.value + half
+    if e.name == "snipw":  # a weighted mean of rewards stays within their range
+        low, high = max(low, float(reward.min())), min(high, float(reward.max()))
+    return replace(e, low=low, high=high, std=se, ess=ess)
+
+
+def _choose(results: dict[str, Estimate], weight: NDArray[np.float64], ess: float) -> Estimate:
     """SLOPE++ over the estimators themselves, with bootstrap standard errors as their widths:
-    the narrowest estimate that agrees with every wider (less biased) one."""
+    the narrowest estimate that agrees with every wider (less biased) one. Below MIN_ESS the
+    weighted estimate stands alone: SLOPE++ would compare with widths it cannot trust."""
+    weighted = [results[name] for name in _WEIGHTED if name in results]
+    if ess < MIN_ESS and weighted:
+        best = weighted[0]
+        reason = (
+            f"importance weights give an effective sample size of {ess:.1f} of {weight.size}, "
+            f"below {MIN_ESS:.0f}: no model-based estimate can be checked against an unbiased "
+            f"one, so {best.name} with a t interval on the ESS degrees of freedom."
+        )
+        return replace(best, reason=reason)
     ordered = sorted(results.values(), key=lambda e: -e.std)
     best = ordered[slope_select([e.value for e in ordered], [Z_ONE_SIDED * e.std for e in ordered])]
     wider = [e.name for e in ordered if e.std > best.std]
-    total = float(weight.sum())
-    ess = total**2 / float((weight**2).sum()) if total > 0 else 0.0
     reason = (
         f"{best.name} has the smallest bootstrap standard error ({best.std:.3g}) of the "
         f"estimates that agree with every more variable one ({', '.join(wider) or 'none'})"
@@ -301,4 +344,5 @@ def _choose(results: dict[str, Estimate], weight: NDArray[np.float64]) -> Estima
         std=best.std,
         hyperparameter=best.hyperparameter,
         reason=reason,
+        ess=ess,
     )
