@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,15 +37,53 @@ def _store(url: str) -> tuple[str, str]:
     return champion, other
 
 
+def _experiment(url: str, days: int = 3) -> str:
+    """An A/B test of the champion against a fresh candidate, started ``days`` ago, with a list
+    served to every user each day and clicks on the top slots. Returns its id."""
+    now = time.time()
+    with dfw.open(url, seed=0) as wheel:
+        champion = wheel.registry.champion()
+        assert champion is not None
+        candidate = wheel.train("popularity", budget=1, now=now - (days + 1) * 86_400.0)
+        arms = [
+            {"name": "control", "model_version": champion["version"], "weight": 50},
+            {"name": "candidate", "model_version": candidate["version"], "weight": 50},
+        ]
+        spec = {"name": "dashboard test", "arms": arms, "metric": "clicks"}
+        experiment = wheel.loop.rollout.experiments.create(spec, now=now - days * 86_400.0)
+        users = [f"u{n}" for n in range(80)]
+        for day in range(days, 0, -1):
+            at = now - day * 86_400.0 + 3_600.0
+            served = wheel.recommend_many(users, k=5, now=at)
+            clicks = [
+                {
+                    "user_id": user,
+                    "item_id": answer["items"][rank]["item_id"],
+                    "type": "click",
+                    "timestamp": at + 60.0 + rank,
+                    "recommendation_id": answer["recommendation_id"],
+                }
+                for n, (user, answer) in enumerate(zip(users, served, strict=True))
+                for rank in range(len(answer["items"]))
+                if (n + day + rank) % (3 + rank) == 0
+            ]
+            wheel.track_many(clicks)
+        wheel.flush()
+    return str(experiment["id"])
+
+
 @pytest.fixture(scope="module")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str, str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'dash.db'}"
-    return (url, *_store(url))
+    champion, other = _store(url)
+    return url, champion, other, _experiment(url)
 
 
 @pytest.fixture
-def server(store_url: tuple[str, str, str]) -> Iterator[str]:
-    process, port = start_server(store_url[0])
+def server(store_url: tuple[str, str, str, str]) -> Iterator[str]:
+    # The loop is off: it would act on the staged experiment while the test reads it.
+    env = {**os.environ, "FLYWHEEL_LOOP_ENABLED": "false"}
+    process, port = start_server(store_url[0], env)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -96,8 +136,35 @@ def test_every_page_loads_without_errors_and_draws(browser: Browser, server: str
     assert browser.errors() == []
 
 
+def test_the_experiment_page_draws_the_lift_over_time(
+    browser: Browser, server: str, store_url: tuple[str, str, str, str]
+) -> None:
+    experiment = store_url[3]
+    status, body = _get(server, f"/v1/dashboard/experiments/{experiment}")
+    assert status == 200 and body["decision"]["verdict"]
+    assert [p["arm"] for p in body["timeline"]] == ["candidate"] * len(body["timeline"])
+    assert len(body["timeline"]) >= 3  # one point per day since the start
+    last = body["timeline"][-1]
+    assert (last["lift"], last["low"], last["high"]) == (
+        body["analysis"][0]["result"]["lift"],
+        body["analysis"][0]["result"]["low"],
+        body["analysis"][0]["result"]["high"],
+    )
+    assert _get(server, "/v1/dashboard/experiments/nope")[0] == 404
+    _open(browser, f"{server}#/experiments?id={experiment}")
+    assert browser.evaluate(READY), browser.text()[:1500]
+    text = browser.text()
+    assert "Lift over time" in text and "No day with two users" not in text
+    # Two charts: the lift per arm and the lift over time, with its band, line and zero line.
+    assert browser.evaluate("document.querySelectorAll('.card .main-svg').length") >= 2
+    drawn = "document.querySelectorAll('.card .chart')[1].querySelectorAll('.scatterlayer .trace')"
+    assert browser.evaluate(f"{drawn}.length") == 3
+    assert browser.evaluate("document.querySelectorAll('.card .chart')[1].querySelector('.zl')")
+    assert browser.errors() == []
+
+
 def test_user_lookup_shows_recommendations_and_logs_nothing(
-    browser: Browser, server: str, store_url: tuple[str, str, str]
+    browser: Browser, server: str, store_url: tuple[str, str, str, str]
 ) -> None:
     user = next(
         f"u{n}"

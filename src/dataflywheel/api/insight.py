@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -12,7 +13,7 @@ from dataflywheel.api.deps import require, wheel_of
 from dataflywheel.insight import dashboard_data, health, kpis, render_page, render_report
 from dataflywheel.insight.dashboard import plotly_path
 from dataflywheel.insight.lookup import item_lookup, user_lookup
-from dataflywheel.insight.pages import experiments_page, models_page
+from dataflywheel.insight.pages import experiment_page, experiments_page, models_page
 
 router = APIRouter(tags=["insight"])
 
@@ -55,6 +56,16 @@ async def get_dashboard_models(request: Request) -> Any:
 async def get_dashboard_experiments(request: Request) -> Any:
     """The newest experiments for the experiments page."""
     return await run_in_threadpool(experiments_page, wheel_of(request).store)
+
+
+@router.get("/v1/dashboard/experiments/{experiment_id}", dependencies=[Depends(require("admin"))])
+async def get_dashboard_experiment(
+    request: Request, experiment_id: Annotated[str, Path(min_length=1, max_length=64)]
+) -> Any:
+    """An experiment's status (as GET /v1/experiments/{id}) with ``timeline``: the cumulative
+    lift of the primary metric and its sequential interval at the end of each day."""
+    wheel = wheel_of(request)
+    return await run_in_threadpool(experiment_page, wheel, experiment_id, time.time())
 
 
 @router.get("/v1/dashboard/users/{user_id}", dependencies=[Depends(require("admin"))])

@@ -8,20 +8,25 @@ Verdicts: ``collecting``, ``blocked``, ``treatment_better``, ``treatment_worse``
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import select
 
 from dataflywheel.config import RolloutSettings
 from dataflywheel.errors import ValidationError
 from dataflywheel.experiments.analysis import AnalysisResult, analyze
 from dataflywheel.experiments.interleaving import preference_test
-from dataflywheel.experiments.metrics import ArmData, arm_data, interleaving_credit
+from dataflywheel.experiments.metrics import DAY, ArmData, arm_data, interleaving_credit
 from dataflywheel.experiments.power import power
 from dataflywheel.experiments.ratio import ratio_metric
 from dataflywheel.experiments.srm import srm
+from dataflywheel.store import schema
 from dataflywheel.store.store import Store
+
+MAX_TIMELINE_POINTS = 60
 
 
 def experiment_status(
@@ -42,6 +47,75 @@ def experiment_status(
     ]
     decision = _decide(experiment, comparisons, srm_result, min(counts))
     return {**experiment, "arms": arms, "srm": srm_result, "analysis": comparisons, **decision}
+
+
+def experiment_timeline(
+    store: Store, experiment: dict[str, Any], rollout: RolloutSettings, now: float
+) -> list[dict[str, Any]]:
+    """The primary metric's cumulative lift per treatment arm at the end of each UTC day since
+    the start, with the same sequential interval the status reports: each point is what the
+    status said at that moment, and the last one (the end or ``now``) is the status itself.
+
+    Interleaving experiments have no lift (their sign test is in the status): ``[]``.
+    """
+    if experiment["type"] == "interleaving":
+        return []
+    start = float(experiment["created_at"])
+    end = max(float(experiment["stopped_at"] or now), start)
+    i = schema.impressions.c
+    with store.read() as conn:
+        shown = conn.execute(
+            select(i.user_id, i.ts).where(i.experiment_id == experiment["id"])
+        ).all()
+    days = list(range(int(start // DAY), int(end // DAY) + 1))
+    if len(days) > MAX_TIMELINE_POINTS:  # evenly spaced days, always ending with the last
+        step = len(days) / MAX_TIMELINE_POINTS
+        days = [days[len(days) - 1 - int(k * step)] for k in range(MAX_TIMELINE_POINTS)][::-1]
+    control = experiment["arms"][0]["name"]
+    tuning = float(experiment["min_sample_size"] * len(experiment["arms"]))
+    points: list[dict[str, Any]] = []
+    for day in days:
+        cutoff = min((day + 1) * DAY, end)
+        seen: dict[str, int] = {}
+        for user, ts in shown:
+            if ts <= cutoff:
+                seen[user] = seen.get(user, 0) + 1
+        # Events are read up to the cutoff; impressions (and so users) must be cut the same way.
+        raw = arm_data(
+            store, {**experiment, "stopped_at": cutoff}, rollout.pre_period_seconds, cutoff
+        )
+        data = {arm: _until(values, seen) for arm, values in raw.items()}
+        for arm in experiment["arms"][1:]:
+            first, second = data[control], data[arm["name"]]
+            if len(first.users) < 2 or len(second.users) < 2:
+                continue
+            try:
+                result, _ = _metric(experiment["metric"], first, second, rollout.alpha, tuning)
+            except ValidationError:  # e.g. no impressions yet for a ratio
+                continue
+            points.append(
+                {
+                    "arm": arm["name"],
+                    "date": datetime.fromtimestamp(day * DAY, UTC).date().isoformat(),
+                    "lift": result.lift,
+                    "low": result.low,
+                    "high": result.high,
+                    "n_control": result.n_control,
+                    "n_treatment": result.n_treatment,
+                }
+            )
+    return points
+
+
+def _until(data: ArmData, seen: dict[str, int]) -> ArmData:
+    """``data`` restricted to the users exposed by the cutoff, with their impressions by then."""
+    keep = np.array([user in seen for user in data.users], dtype=bool)
+    return ArmData(
+        users=[user for user in data.users if user in seen],
+        impressions=np.array([seen[u] for u in data.users if u in seen], dtype=np.float64),
+        values={name: values[keep] for name, values in data.values.items()},
+        pre={name: values[keep] for name, values in data.pre.items()},
+    )
 
 
 def _arm_summary(arm: dict[str, Any], data: ArmData) -> dict[str, Any]:

@@ -40,7 +40,7 @@ PAGES.experiments = async (view, params) => {
     listing.rows.map((e) => [h("a", { href: `#/experiments?id=${encodeURIComponent(e.id)}` }, e.id), e.name || "", e.kind || "", e.status || "", when(e.created_at)]),
     "No experiments yet: flywheel experiment create, or POST /v1/experiments.");
   replace(view, wideCard("Experiments", list));
-  if (picked) append(view, experimentDetail(await api(`/v1/experiments/${encodeURIComponent(picked)}`)));
+  if (picked) append(view, experimentDetail(await api(`/v1/dashboard/experiments/${encodeURIComponent(picked)}`)));
 };
 
 function experimentDetail(exp) {
@@ -66,8 +66,32 @@ function experimentDetail(exp) {
       a.name, a.model_version || a.policy || "—", num(a.weight), num(a.users), num(a.impressions),
       Object.entries(a.metrics || {}).map(([k, v]) => `${k} ${num(v)}`).join(" · ") || (a.credit !== undefined ? `credit ${num(a.credit)}` : "—")])),
     h("h4", {}, "Lift with its interval"), withResult.length ? lift : empty("Collecting: no analysis yet."),
+    h("h4", {}, "Lift over time"), timelineChart(exp),
     h("p", {}, srm ? `Sample ratio check: p = ${num(srm.p_value)} — ${srm.mismatch ? "MISMATCH: assignment is broken, do not trust the result" : "no mismatch"}` : "Sample ratio check: not applicable yet."),
     h("h4", {}, "Guardrails"), table(["Arm", "Guardrail", "Result", "Note"], guards, "No guardrails set."));
+}
+
+// Cumulative lift per treatment arm at the end of each day, with its always-valid interval
+// as a band and the zero line: where the band leaves zero, the status decides.
+function timelineChart(exp) {
+  const points = exp.timeline || [];
+  if (!points.length) return empty(exp.type === "interleaving" ? "Interleaving tests have no lift over time: see the preference test." : "No day with two users per arm yet.");
+  const arms = [...new Set(points.map((p) => p.arm))];
+  const palette = [COLORS.blue, COLORS.amber, COLORS.green];
+  const traces = arms.flatMap((arm, n) => {
+    const rows = points.filter((p) => p.arm === arm);
+    const color = palette[n % palette.length];
+    return [
+      series(rows, "high", `${arm} interval`, { line: { width: 0 }, showlegend: false, hoverinfo: "skip" }),
+      series(rows, "low", `${arm}: 95 % interval (always valid)`, { line: { width: 0 }, fill: "tonexty", fillcolor: n ? "rgba(247,144,9,0.18)" : "rgba(46,111,219,0.18)" }),
+      series(rows, "lift", `${arm}: lift`, { mode: "lines+markers", line: { color },
+        customdata: rows.map((r) => `${r.n_control} / ${r.n_treatment} users`), hovertemplate: "%{y:.4g} (%{customdata})" }),
+    ];
+  });
+  return chart(traces, {
+    xaxis: { type: "date", tickformat: "%b %d" },
+    yaxis: { zeroline: true, zerolinecolor: COLORS.red, zerolinewidth: 2, title: { text: `lift in ${exp.metric || "metric"}` } },
+  });
 }
 
 PAGES.labels = async (view) => {
