@@ -15,6 +15,7 @@ EXPECTED = {
     "no-learning",
     "imperceptible",
     "inelastic",
+    "ugc",
 }
 
 

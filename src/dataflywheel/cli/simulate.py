@@ -31,6 +31,7 @@ SCENARIO_NAMES = (
     "no-learning",
     "imperceptible",
     "inelastic",
+    "ugc",
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dataflywheel.errors import ConfigError, ValidationError
+from dataflywheel.simulate.creators import generate_ugc_population
 from dataflywheel.simulate.engine import EmbeddedEngine, Engine
 from dataflywheel.simulate.http import HttpEngine
 from dataflywheel.simulate.population import Population, generate_population
@@ -53,11 +54,18 @@ def check_arguments(days: int, users: int) -> None:
         raise ValidationError("must be at least 1 (a simulation needs users)", field="users")
 
 
-def build_population(users: int, days: int, seed: int, ratings: Path | None = None) -> Population:
-    """Ground truth from ``ratings`` (MovieLens format) or generated, seeded."""
+def build_population(
+    users: int, days: int, seed: int, ratings: Path | None = None, ugc: bool = False
+) -> Population:
+    """Ground truth from ``ratings`` (MovieLens format) or generated, seeded; ``ugc``: a smaller
+    initial catalogue with room for the creators' uploads."""
     rng = np.random.default_rng([seed, 0])
     if ratings is not None:
+        if ugc:
+            raise ValidationError("the ugc scenario generates its own catalogue", field="ratings")
         return population_from_ratings(ratings, days, rng)
+    if ugc:
+        return generate_ugc_population(users, min(1000, max(100, users // 2)), days, rng)
     return generate_population(users, min(2000, max(200, users)), days, rng)
 
 
@@ -112,5 +120,5 @@ def new_simulation(
     """A seeded simulation of ``scenario`` against ``engine``, ready to ``run``; interrupting the
     run leaves the finished days in ``Simulation.reports``."""
     check_arguments(days, users)
-    population = build_population(users, days, seed, ratings)
+    population = build_population(users, days, seed, ratings, ugc=scenario.ugc)
     return Simulation(engine, population, scenario, users, days, seed)

@@ -24,6 +24,7 @@ from dataflywheel.config import DEFAULT_SIGNALS
 from dataflywheel.errors import TrainingError
 from dataflywheel.simulate.behaviour import Engagement, consume
 from dataflywheel.simulate.choice import ChoiceModel
+from dataflywheel.simulate.creators import NEVER, Creators, n_creators
 from dataflywheel.simulate.engine import Engine
 from dataflywheel.simulate.population import Population
 from dataflywheel.simulate.quality import served_ndcg
@@ -125,6 +126,12 @@ class Simulation:
         self.loop_actions: Counter[str] = Counter()
         self.initial_users = n_users
         self._add_users(n_users)
+        self.creators: Creators | None = None
+        if scenario.ugc:
+            # Its own stream, so uploads do not shift the draws of the users' behaviour.
+            initial = int(np.count_nonzero(population.release_day < NEVER))
+            self.creators = Creators(population, initial, np.random.default_rng([seed, 2]))
+            self.creators.enlist([(u.user_id, u.taste) for u in self.users[: n_creators(n_users)]])
 
     # Population ------------------------------------------------------------------------------
 
@@ -138,6 +145,9 @@ class Simulation:
         return new
 
     def _release_items(self, day: int) -> None:
+        if self.creators is not None:
+            self._upload(day)
+            return
         pop = self.population
         due = np.flatnonzero(
             (pop.release_day <= day) if day == 1 else (pop.release_day == day)
@@ -153,6 +163,15 @@ class Simulation:
                     for i in due
                 ]
             )
+
+    def _upload(self, day: int) -> None:
+        """The ``ugc`` catalogue: the initial items on day 1, then the creators' uploads."""
+        assert self.creators is not None
+        items = self.creators.initial_items(self.start) if day == 1 else []
+        active = {u.user_id: u.satisfaction for u in self.users if u.active}
+        items += self.creators.upload(day, self.start + (day - 1) * DAY, active)
+        if items:
+            self.engine.upsert_items(items)
 
     # One day ---------------------------------------------------------------------------------
 
@@ -314,6 +333,8 @@ class Simulation:
         if rec_id is not None:
             event["recommendation_id"] = rec_id
         events.append(event)
+        if event_type == "click" and self.creators is not None:
+            self.creators.clicked(item)
         tally.events += 1
         tally.strong += event_type in STRONG_TYPES
 
@@ -368,6 +389,7 @@ class Simulation:
             "quality_last_week": round(_mean([r.quality for r in reports[-week:]]), 4),
             "model_versions": len({r.model_version for r in reports if r.model_version}),
             "loop_actions": dict(sorted(self.loop_actions.items())),
+            **(self.creators.summary() if self.creators is not None else {}),
         }
 
     def document(self, seed: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class Scenario:
     retrain: Retrain = "daily"
     sent_types: frozenset[str] | None = None
     elastic: bool = True
+    ugc: bool = False
     engine_settings: dict[str, Any] = field(default_factory=dict)
 
     def sends(self, event_type: str) -> bool:
@@ -87,6 +88,13 @@ SCENARIOS: dict[str, Scenario] = {
             "Users visit, stay and leave at fixed rates whatever the quality of what they are "
             "shown (breaks condition 4).",
             elastic=False,
+        ),
+        Scenario(
+            "ugc",
+            "The full loop on a catalogue that changes every day: creators among the users "
+            "upload items with categories and titles (more when their items get clicks), so "
+            "much of what users could like is new and known only by its content.",
+            ugc=True,
         ),
     )
 }
