@@ -210,3 +210,24 @@ def test_settings_changed_at_one_replica_reach_the_other(
     # A deployment created at one replica is served by the other.
     a.configure("other", service={"learning_mode": "Apprentice"})
     assert b.status("other")["service"]["learning_mode"] == "Apprentice"
+
+
+def test_a_reward_reaches_an_event_ranked_by_a_replica_started_a_moment_ago(
+    postgres_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    """The first process has not seen the second yet (its heartbeat is seconds away); a reward
+    for the second one's rank, whose row is not written yet, still finds it."""
+    stores = [Store(load_settings(db=postgres_url)) for _ in range(2)]
+    first = DecisionService(stores[0], tmp_path / "first", clock=clock, replica="first")
+    second = DecisionService(stores[1], tmp_path / "second", clock=clock, replica="second")
+    try:
+        assert first.learning.owner and first.learning.alone
+        first.deployment(), second.deployment()  # loaded: the next two calls take microseconds
+        second.rank([], ACTIONS, event_id="new")
+        first.reward("new", 1.0)
+        assert learns(first) == 1
+    finally:
+        for service in (second, first):
+            service.close()
+        for store in stores:
+            store.close()

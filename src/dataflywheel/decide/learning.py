@@ -66,6 +66,12 @@ class Learning:
         this process holds it."""
         now = time.time()
         self.presence.acquire(LEASE_SECONDS, now=now)
+        self.look_around(now)
+        return self.lease.acquire(LEASE_SECONDS, now=now)
+
+    def look_around(self, now: float | None = None) -> bool:
+        """Whether other processes run now (also kept in ``alone`` for the next heartbeat)."""
+        now = time.time() if now is None else now
         with self.store.read() as conn:
             others = conn.execute(
                 select(L.holder).where(
@@ -75,7 +81,7 @@ class Learning:
                 )
             ).first()
         self.alone = others is None
-        return self.lease.acquire(LEASE_SECONDS, now=now)
+        return not self.alone
 
     def fence(self, conn: Connection) -> bool:
         """Renew the learner lease inside a log write; False when another process has it."""

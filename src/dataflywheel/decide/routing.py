@@ -22,7 +22,7 @@ from dataflywheel.errors import ConflictError, NotFoundError
 if TYPE_CHECKING:
     from dataflywheel.decide.service import DecisionService
 
-ROW_WAIT_SECONDS = 2.0
+ROW_WAIT_SECONDS = 1.0
 """How long a replica waits for the log row of an event ranked by another (its write-behind)."""
 
 Values = Sequence[tuple[str | None, float]]
@@ -110,7 +110,10 @@ class Router:
         is refused (late rewards counted) or the event is unknown."""
         self.service.upkeep.flush()
         rows = event_rows(self.service.store, dep.name, event_id)
-        give_up = time.monotonic() + (0.0 if self.service.learning.alone else ROW_WAIT_SECONDS)
+        # Asked afresh when the row is missing: a process that started a moment ago is only
+        # seen at this one's next heartbeat, and its rank may be the one missing.
+        others = bool(rows) or self.service.learning.look_around()
+        give_up = time.monotonic() + (ROW_WAIT_SECONDS if others else 0.0)
         while not rows and time.monotonic() < give_up:
             time.sleep(0.02)  # ranked elsewhere: its log row is on the way
             rows = event_rows(self.service.store, dep.name, event_id)

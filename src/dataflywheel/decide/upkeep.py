@@ -61,8 +61,8 @@ class Upkeep:
         self.log = service.log
         self.learning: Learning = service.learning
         self._lost = False
-        self._last = dict.fromkeys(("beat", "sync", "follow", "pickup"), 0.0)
-        self._last["save"] = time.monotonic()
+        self._last = dict.fromkeys(("sync", "follow", "pickup"), 0.0)
+        self._last["save"] = self._last["beat"] = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         self.beat()  # a lone process owns learning from its first call
 
