@@ -219,11 +219,19 @@ def main() -> None:
         workdir = Path(args.workdir or scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.part in ("all", "doubling", "noise"):
-            doubling_rows, noise_rows = [], []
-            for seed in range(args.seeds):
+            doubling_rows, noise_rows, failed = [], [], []
+            seed = -1
+            # Seeds whose simulation fails are skipped (and reported) until enough succeeded.
+            while max(len(doubling_rows), len(noise_rows)) < args.seeds and seed < 2 * args.seeds:
+                seed += 1
                 path = workdir / f"sim-{seed}.db"
                 began = time.monotonic()
-                start = simulate(path, seed, args.users, args.days)
+                try:
+                    start = simulate(path, seed, args.users, args.days)
+                except Exception as exc:  # an engine failure during the run: say so, go on
+                    failed.append(f"seed {seed}: the simulation failed: {exc!r}")
+                    print(failed[-1], flush=True)
+                    continue
                 simulated = time.monotonic() - began
                 with dfw.open(f"sqlite:///{path}") as wheel:
                     if args.part in ("all", "doubling"):
@@ -246,6 +254,7 @@ def main() -> None:
                     noise_rows.append(found)
                     print(f"seed {seed} noise: {found}", flush=True)
             lines += report_doubling(doubling_rows) + report_noise(noise_rows)
+            lines += [*failed, ""] if failed else []
         if args.part in ("all", "movielens"):
             found = movielens(workdir, args.views, args.budget)
             print(f"movielens: {found}", flush=True)
