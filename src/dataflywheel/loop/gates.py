@@ -30,6 +30,7 @@ from dataflywheel.learn.models import load_model
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import Snapshot, take_snapshot
 from dataflywheel.learn.trainer import Holdout
+from dataflywheel.loop.ope_gate import shadow_evidence
 from dataflywheel.loop.shadow_report import shadow_report
 from dataflywheel.loop.watch import watch
 from dataflywheel.serve.exploration import make_policy
@@ -154,35 +155,53 @@ class Rollout:
             return None
         return self._judge_shadow(shadows[0], champion, now)
 
-    def shadow_gate(self, version: str, since: float) -> Gate:
+    def shadow_gate(self, version: str, since: float, now: float) -> Gate:
+        """Pass, fail or no evidence (None) from every position of the lists the shadow scored
+        (:mod:`dataflywheel.loop.ope_gate`); agreement from :func:`shadow_report`."""
         report = shadow_report(
             self.store, version, since, min_matches=self.config.shadow_min_matches
         )
-        ope, base = report["ope"], report["champion_value"]
         agreement = (
             f"shadow on {report['requests']} requests, overlap@k {report['overlap']:.2f}"
             if report["requests"]
             else "no shadow traffic"
         )
-        if ope is None or base is None:
-            detail = f"{agreement}; {report['matches']} matched positions, too few for OPE"
-            return Gate("shadow", None, detail, report)
-        floor = base * (1 - self.config.ope_margin)
-        detail = (
-            f"{agreement}; off-policy {ope['estimator']} {ope['value']:.4f} "
-            f"[{ope['low']:.4f}, {ope['high']:.4f}] vs champion {base:.4f}"
+        evidence = shadow_evidence(
+            self.store,
+            version,
+            since,
+            now,
+            margin=self.config.ope_margin,
+            horizon=self.config.shadow_max_seconds,
         )
-        return Gate("shadow", ope["high"] >= floor, detail, report)
+        report = {**report, "ope": evidence}
+        verdict = evidence["verdict"]
+        if "estimator" not in evidence:
+            return Gate("shadow", None, f"{agreement}; no evidence: {evidence['reason']}", report)
+        detail = (
+            f"{agreement}; off-policy {verdict}: {evidence['estimator']} lift per list "
+            f"{evidence['lift']:+.4f} [{evidence['low']:+.4f}, {evidence['high']:+.4f}] vs floor "
+            f"{evidence['floor']:+.4f}, ESS {evidence['ess']:.0f} of {evidence['lists']} lists"
+        )
+        if verdict == "no evidence" and evidence["days_needed"] is not None:
+            detail += f"; about {evidence['days_needed']:.2g} more days at this ε"
+        return Gate("shadow", {"pass": True, "fail": False}.get(verdict), detail, report)
 
     def _judge_shadow(
         self, shadow: dict[str, Any], champion: dict[str, Any], now: float
     ) -> dict[str, Any]:
         since = _entered(self.registry, shadow["version"], "shadow")
-        gate = self.shadow_gate(shadow["version"], since)
+        gate = self.shadow_gate(shadow["version"], since, now)
         enough = gate.evidence.get("requests", 0) >= self.config.shadow_min_requests
-        if not enough and now - since < self.config.shadow_max_seconds:
+        # No evidence never promotes: the online test decides, or without one the candidate
+        # waits for evidence until the deadline and is then retired.
+        online = self.config.experiment != "none"
+        waiting = not enough or (gate.passed is None and not online)
+        if waiting and now - since < self.config.shadow_max_seconds:
             return _step("waiting", shadow["version"], f"shadow: {gate.detail}", [gate])
-        if gate.passed is False:
+        if gate.passed is None and online:
+            gate.detail += "; the online test decides"
+        elif not gate.passed:
             self.registry.set_status(
                 shadow["version"], "retired", f"shadow gate: {gate.detail}", now
             )
