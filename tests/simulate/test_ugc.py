@@ -101,3 +101,20 @@ def test_creators_whose_items_get_clicks_upload_more() -> None:
     assert fan.engagement > loner.engagement
     assert fan.uploads > 1.5 * loner.uploads
     assert creators.next_item == 50 + fan.uploads + loner.uploads
+
+
+def test_withheld_content_keeps_the_same_draws_and_only_the_creator() -> None:
+    uploads = []
+    for content in (True, False):
+        population = generate_ugc_population(100, 20, 5, np.random.default_rng(1))
+        creators = Creators(population, 20, np.random.default_rng(2), content=content)
+        creators.enlist([("u0", population.user_pool[0])])
+        initial = creators.initial_items(0.0)
+        items = [i for day in range(1, 6) for i in creators.upload(day, day * DAY, {"u0": 1.0})]
+        uploads.append((initial, items, population.item_factors))
+    (initial, items, factors), (bare_initial, bare, bare_factors) = uploads
+    assert items and len(bare) == len(items)
+    assert np.array_equal(factors, bare_factors)
+    assert all("categories" not in item for item in bare + bare_initial)
+    assert [item["attributes"] for item in bare] == [{"creator_id": "u0"}] * len(bare)
+    assert all(item["categories"] and item["attributes"]["title"] for item in items + initial)

@@ -129,6 +129,9 @@ class Creators:
     population: Population
     next_item: int
     rng: np.random.Generator
+    # False: upserts carry no categories, title or description (only ``creator_id``), to measure
+    # what content is worth; the draws stay the same.
+    content: bool = True
     creators: list[Creator] = field(default_factory=list)
     owner: dict[int, Creator] = field(default_factory=dict)
 
@@ -143,7 +146,7 @@ class Creators:
             {
                 "id": pop.item_ids[i],
                 "created_at": day_start + (int(pop.release_day[i]) - 1) * 86_400.0,
-                **content_of(pop.item_factors[i], self.rng),
+                **self._observable(content_of(pop.item_factors[i], self.rng)),
             }
             for i in range(self.next_item)
         ]
@@ -179,10 +182,13 @@ class Creators:
                 pop.release_day[i] = day
                 self.owner[i] = creator
                 creator.uploads += 1
-                content = content_of(pop.item_factors[i], rng)
-                content["attributes"]["creator_id"] = creator.user_id
+                content = self._observable(content_of(pop.item_factors[i], rng))
+                content.setdefault("attributes", {})["creator_id"] = creator.user_id
                 items.append({"id": pop.item_ids[i], "created_at": day_start, **content})
         return items
+
+    def _observable(self, content: dict[str, Any]) -> dict[str, Any]:
+        return content if self.content else {}
 
     def clicked(self, item: int) -> None:
         """A click on ``item``: its creator's engagement grows at the end of the day."""

@@ -130,7 +130,9 @@ class Simulation:
         if scenario.ugc:
             # Its own stream, so uploads do not shift the draws of the users' behaviour.
             initial = int(np.count_nonzero(population.release_day < NEVER))
-            self.creators = Creators(population, initial, np.random.default_rng([seed, 2]))
+            self.creators = Creators(
+                population, initial, np.random.default_rng([seed, 2]), scenario.content
+            )
             self.creators.enlist([(u.user_id, u.taste) for u in self.users[: n_creators(n_users)]])
 
     # Population ------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class Scenario:
     sent_types: frozenset[str] | None = None
     elastic: bool = True
     ugc: bool = False
+    # ``ugc`` only: whether uploads carry content (categories, title, description).
+    content: bool = True
     engine_settings: dict[str, Any] = field(default_factory=dict)
 
     def sends(self, event_type: str) -> bool:

@@ -4,6 +4,7 @@ const DEFINITIONS = {
   usage: ["Daily active users (anyone with an event that day, UTC) and events per day. A turning flywheel shows both rising or holding as models improve.", "dau-and-events"],
   quality: ["Offline quality of each model version on a temporal holdout (the primary metric, e.g. NDCG@10), in training order. The champion is the version serving now; diamonds mark promotions, crosses rollbacks.", "model-quality-by-version"],
   strong: ["Share of feedback events that are strong signals (explicit likes, ratings, corrections, labels, purchases) per day. Strong signal is what teaches the model most.", "strong-signal-share"],
+  supply: ["Items created per day (their created_at) and the share of clicks that went to items younger than 7 days. Below: of the items created in the range, the median time from creation to the first impression and to the first strong signal, and the creators (distinct creator_id attributes) behind them.", "supply"],
   slots: ["Click-through of the slots the model chose (propensity at least 0.5) against the slots exploration filled at random positions of the same lists. A gap means users perceive the model's picks as better.", "model-slots-vs-exploration"],
 };
 
@@ -42,7 +43,27 @@ function drawOverview(data, view) {
     h("h2", { class: "band" }, "The four conditions, with their evidence"),
     health.conditions.map((c) => conditionCard(c, health)),
     card("Sessions per day", chart([series(rows, "sessions", "sessions", { type: "bar", marker: { color: COLORS.grey } })], { xaxis: { type: "date" }, showlegend: false })),
-    card("Retention by cohort (share of a day's new users back after N days)", retention(data.kpis.retention || [])));
+    card("Retention by cohort (share of a day's new users back after N days)", retention(data.kpis.retention || [])),
+    card("Supply: new items and their share of clicks", supplyChart(rows), supplyLine(data.kpis.supply || {}), define(...DEFINITIONS.supply)));
+}
+
+function supplyChart(rows) {
+  return chart([series(rows, "new_items", "new items", { type: "bar", marker: { color: COLORS.grey } }),
+    series(rows, "new_item_click_share", "clicks on items < 7 days", { yaxis: "y2", line: { color: COLORS.blue } })],
+  { margin: { l: 52, r: 60, t: 8, b: 36 }, yaxis: { title: { text: "items" } }, yaxis2: { tickformat: ".0%", rangemode: "tozero", overlaying: "y", side: "right", showgrid: false }, xaxis: { type: "date" } });
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 3600) return `${num(seconds / 60)} min`;
+  return seconds < 86400 ? `${num(seconds / 3600)} h` : `${num(seconds / 86400)} days`;
+}
+
+function supplyLine(s) {
+  if (!s.items_created) return empty("No item created in this range.");
+  return h("p", { class: "muted" }, `${num(s.items_created)} items created by ${num(s.creators)} creators; ` +
+    `median time to first impression ${duration(s.median_seconds_to_first_impression)}, ` +
+    `to first strong signal ${duration(s.median_seconds_to_first_strong_signal)}.`);
 }
 
 function qualityChart(history) {
