@@ -56,6 +56,8 @@ EXCEPTIONS = {"store/migrations/env.py"}
 PENDING = {
     "insight/lookup.py -> wheel": "the admin user/item lookup previews through the composed "
     "Flywheel's serving internals: it belongs in the composition layer (wheel or api)",
+    "insight/pages.py -> wheel": "a dashboard page is typed with the composed Flywheel: it "
+    "should take the store and the parts it reads, or move up with the lookup",
 }
 
 
@@ -158,13 +160,12 @@ def test_imports_respect_the_layers() -> None:
 
 
 def test_no_import_cycle_between_packages() -> None:
-    graph = import_graph()
-    for entry in PENDING:  # a pending import is tolerated as an edge, not as a cycle
-        place, target = entry.split(" -> ")
-        source = place.split("/")[0]
-        places = graph.get(source, {}).get(target, [])
-        if all(p.split(":")[0] == place for p in places):
-            graph[source].pop(target, None)
+    graph: dict[str, dict[str, list[str]]] = {}
+    for source, targets in import_graph().items():  # pending imports left out, as above
+        for target, places in targets.items():
+            kept = [p for p in places if f"{p.split(':')[0]} -> {target}" not in PENDING]
+            if kept:
+                graph.setdefault(source, {})[target] = kept
     assert cycles(graph) == []
 
 

@@ -1,21 +1,28 @@
-"""The Python API: one object over a store that the CLI and the HTTP server use as well."""
+"""The composition root: the one place where the engine's parts are built and wired.
+
+:class:`Flywheel` is the Python API, and the CLI and the HTTP server use the same object;
+:func:`compose_server` adds what only a server process runs (the group-commit writer, the key
+ring, the background loop with isolated training). Nothing below this module builds another
+part's objects (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dataflywheel.config import Settings, load_settings
-from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.service import Batch, Ingestor, IngestResult
+from dataflywheel.ingest.service import Batch, GroupCommitWriter, Ingestor, IngestResult
+from dataflywheel.keys import KeyRing
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
 from dataflywheel.store.store import Store
 
 if TYPE_CHECKING:
-    from dataflywheel.loop.scheduler import Loop
+    from dataflywheel.loop.scheduler import Loop, LoopThread
     from dataflywheel.serve.service import RecommendationService
 
 # The loop, serving and insight (scipy.stats, scikit-learn) are imported on first use, so that
@@ -39,6 +46,11 @@ class Flywheel:
         from dataflywheel.loop.scheduler import Loop
 
         return Loop(self.store, self.registry, self.trainer, self.settings)
+
+    @cached_property
+    def keys(self) -> KeyRing:
+        """The store's API keys (an empty ring leaves a loopback server open)."""
+        return KeyRing(self.store)
 
     @property
     def serving(self) -> RecommendationService:
@@ -203,29 +215,19 @@ class Flywheel:
     ) -> dict[str, Any]:
         """Snapshot, search/fit and register a model version (the first becomes champion);
         ``engine="spark"`` fits implicit ALS in Spark MLlib instead of the local search."""
-        engine = engine or self.settings.train_engine
-        if engine == "spark":
-            if model not in ("auto", "ials"):
-                raise ValidationError(
-                    f"the spark engine trains ials only, not {model!r}", field="model"
-                )
-            from dataflywheel.learn.spark import SparkTrainer
+        from dataflywheel.learn.train_job import train
 
-            version = SparkTrainer(
-                self.store,
-                self.registry,
-                self.settings.artifacts_dir(),
-                master=spark_master or self.settings.spark_master,
-                driver_memory=self.settings.spark_driver_memory,
-            ).train(now=now)
-        elif engine == "local":
-            version = self.trainer.train(
-                model, self.settings.train_budget_seconds if budget is None else budget, now=now
-            )
-        else:
-            raise ValidationError(
-                f"unknown engine {engine!r}; choose local or spark", field="engine"
-            )
+        version = train(
+            self.store,
+            self.registry,
+            self.trainer,
+            self.settings,
+            model,
+            budget,
+            now=now,
+            engine=engine,
+            spark_master=spark_master,
+        )
         self._champion_changed()
         return version
 
@@ -285,3 +287,28 @@ class Flywheel:
 def open(url: str | None = None, **settings: Any) -> Flywheel:
     """Open (creating and migrating if needed) the store at ``url`` or ``FLYWHEEL_DB``."""
     return Flywheel(load_settings(db=url, **settings))
+
+
+@dataclass
+class Server:
+    """What one HTTP server process runs: the Flywheel, a writer that group-commits events, the
+    key ring, and the background loop (started by the server when it runs the loop)."""
+
+    wheel: Flywheel
+    writer: GroupCommitWriter
+    keys: KeyRing
+    loop: LoopThread
+
+    def close(self) -> None:
+        self.writer.close()
+        self.wheel.close()
+
+
+def compose_server(settings: Settings) -> Server:
+    """The parts of a server process over the store in ``settings``. Its loop trains in a child
+    process (:mod:`dataflywheel.learn.train_job`), so a fit cannot take serving down."""
+    from dataflywheel.loop.scheduler import Loop, LoopThread
+
+    wheel = Flywheel(settings)
+    loop = Loop(wheel.store, wheel.registry, wheel.trainer, settings, isolated=True)
+    return Server(wheel, GroupCommitWriter(wheel.ingestor), wheel.keys, LoopThread(loop))

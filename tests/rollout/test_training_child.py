@@ -3,10 +3,14 @@ never appears on the child's command line (readable by every local user through 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 import dataflywheel as dfw
 from dataflywheel.config import Settings
@@ -82,3 +86,44 @@ def test_training_child_on_postgresql_keeps_the_password_off_argv(
         assert registry.champion()["version"] == result["version"]  # type: ignore[index]
     finally:
         store.close()
+
+
+def test_the_child_runs_learns_training_job_not_the_cli(sqlite_url: str, tmp_path: Path) -> None:
+    """The loop depends on learn's entry point, not on the command line; that entry point trains
+    from the environment's store URL and prints the registered version as JSON."""
+    settings = Settings(db=sqlite_url, artifacts=str(tmp_path / "artifacts"))
+    loop = Loop.__new__(Loop)
+    loop.settings = settings
+    command, env = loop.child_command(3.0)
+    assert command[:3] == [sys.executable, "-m", "dataflywheel.learn.train_job"], command
+    with dfw.open(sqlite_url) as wheel:
+        wheel.track_many(
+            [
+                {"user_id": f"u{u}", "item_id": f"i{(u + n) % 9}", "type": "click"}
+                for u in range(12)
+                for n in range(5)
+            ]
+        )
+    done = subprocess.run(
+        [*command[:3], "--model", "popularity", "--budget", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    version = orjson.loads(done.stdout)
+    assert (version["name"], version["status"]) == ("popularity", "champion"), version
+    with dfw.open(sqlite_url) as wheel:
+        assert wheel.registry.champion()["version"] == version["version"]  # type: ignore[index]
+    bad = subprocess.run(
+        [*command[:3], "--model", "no-such-model", "--budget", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 1 and bad.stdout == "", bad
+    assert "no-such-model" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -34,10 +34,7 @@ from dataflywheel.api import (
 )
 from dataflywheel.config import Settings, load_settings
 from dataflywheel.errors import FlywheelError
-from dataflywheel.ingest.service import GroupCommitWriter
-from dataflywheel.keys import KeyRing
-from dataflywheel.loop.scheduler import Loop, LoopThread
-from dataflywheel.wheel import Flywheel
+from dataflywheel.wheel import compose_server
 
 
 def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
@@ -86,10 +83,8 @@ class FlywheelAPI(FastAPI):
 def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     """The HTTP API over the store named in ``settings``; ``run_loop`` starts the background
     loop (retraining and promotion) with the server."""
-    wheel = Flywheel(settings)
-
-    writer = GroupCommitWriter(wheel.ingestor)
-    loop = LoopThread(Loop(wheel.store, wheel.registry, wheel.trainer, settings, isolated=True))
+    server = compose_server(settings)  # the same parts as the CLI and the Python API
+    wheel, writer, loop = server.wheel, server.writer, server.loop
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,7 +111,7 @@ def create_app(settings: Settings, *, run_loop: bool = False) -> FastAPI:
     )
     app.state.wheel = wheel
     app.state.writer = writer
-    app.state.keys = KeyRing(wheel.store)
+    app.state.keys = server.keys
     app.state.metrics = system.Metrics()
     app.router.routes.append(events.route)
     for module in (

@@ -182,12 +182,11 @@ def serve(
     """Run the HTTP API, the dashboard and the background loop."""
     import uvicorn
 
-    from dataflywheel.keys import KeyRing
     from dataflywheel.wheel import Flywheel
 
     settings = load_settings(db=db)
     with Flywheel(settings) as wheel:
-        has_keys = KeyRing(wheel.store).any_keys()
+        has_keys = wheel.keys.any_keys()
     if not is_loopback(host) and not has_keys:
         raise ValidationError(
             f"refusing to bind {host} without API keys; run `flywheel keys create --scope admin`",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, Float, Index, Integer, String, Table, Text
 
-from dataflywheel.store.schema import BigId, metadata
+from dataflywheel.store.schema import metadata
 
 experiments = Table(
     "experiments",

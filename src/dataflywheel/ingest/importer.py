@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import queue
 import threading
 import time
@@ -27,6 +26,7 @@ from sqlalchemy import Connection
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
+from dataflywheel.ingest.columns import as_strings, column, floats, has_nul, timestamps
 from dataflywheel.ingest.validate import (
     MIN_TIMESTAMP,
     TYPE_MAX_LENGTH,
@@ -152,48 +152,6 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _column(batch: pa.RecordBatch, mapping: Mapping[str, str], name: str) -> pa.Array | None:
-    source = mapping.get(name, name)
-    index = batch.schema.get_field_index(source)
-    return None if index < 0 else batch.column(index)
-
-
-def _as_strings(array: pa.Array) -> pa.Array:
-    return array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
-
-
-def _timestamps(array: pa.Array) -> np.ndarray:
-    """Epoch seconds (NaN where missing or unparsable)."""
-    if pa.types.is_timestamp(array.type):
-        micros = pc.cast(pc.cast(array, pa.timestamp("us", tz="UTC")), pa.int64())
-        return micros.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
-    out = _floats(array, default=math.nan)
-    # Only the rows that are not numbers are parsed one by one (RFC 3339 strings).
-    unparsed = np.flatnonzero(np.isnan(out))
-    if unparsed.size:
-        raws = _as_strings(array.take(pa.array(unparsed))).to_pylist()
-        for i, raw in zip(unparsed.tolist(), raws, strict=True):
-            if raw is not None:
-                with contextlib.suppress(ValidationError):
-                    out[i] = parse_timestamp(raw)
-    return out
-
-
-def _floats(array: pa.Array, default: float) -> np.ndarray:
-    """Numbers of a column (``default`` where missing, NaN where not a number)."""
-    with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pc.cast(array, pa.float64()).fill_null(default).to_numpy(zero_copy_only=False)
-    # Some value is not a number: parse one by one so only those rows are rejected.
-    out = np.full(len(array), default)
-    for i, raw in enumerate(_as_strings(array).to_pylist()):
-        if raw is not None:
-            try:
-                out[i] = float(raw)
-            except ValueError:
-                out[i] = math.nan
-    return out
-
-
 def _value_bounds(settings: Settings, types: pa.Array | str) -> tuple[Any, Any]:
     """Each row's inclusive value bounds by its type (one look-up per distinct type)."""
     if isinstance(types, str):
@@ -315,21 +273,21 @@ class EventImporter:
                 outcome.reject(np.flatnonzero(bad), offset, field_name, reason)
                 ok[bad] = False
 
-        users_col = _column(batch, mapping, "user_id")
+        users_col = column(batch, mapping, "user_id")
         if users_col is None:
             raise ValidationError(
                 "the file has no user_id column (use --map user_id=COLUMN)", field="user_id"
             )
-        users = _as_strings(users_col)
+        users = as_strings(users_col)
         max_len = self.settings.max_id_length
         user_len = pc.utf8_length(users).fill_null(0).to_numpy(zero_copy_only=False)
         invalid(
             (user_len == 0) | (user_len > max_len), "user_id", f"must be 1 to {max_len} characters"
         )
-        invalid(_has_nul(users), "user_id", "must not contain NUL characters")
+        invalid(has_nul(users), "user_id", "must not contain NUL characters")
 
-        items_col = _column(batch, mapping, "item_id")
-        items = _as_strings(items_col) if items_col is not None else None
+        items_col = column(batch, mapping, "item_id")
+        items = as_strings(items_col) if items_col is not None else None
         if items is not None:
             # A missing item is allowed (user-level events); an empty or too long one is not.
             item_len = pc.utf8_length(items).fill_null(1).to_numpy(zero_copy_only=False)
@@ -338,9 +296,9 @@ class EventImporter:
                 "item_id",
                 f"must be 1 to {max_len} characters",
             )
-            invalid(_has_nul(items), "item_id", "must not contain NUL characters")
+            invalid(has_nul(items), "item_id", "must not contain NUL characters")
 
-        types_col = _column(batch, mapping, "type")
+        types_col = column(batch, mapping, "type")
         types: pa.Array | str
         if types_col is None:
             if default_type is None:
@@ -349,7 +307,7 @@ class EventImporter:
             if len(default_type) > TYPE_MAX_LENGTH:
                 invalid(ok, "type", f"must be 1 to {TYPE_MAX_LENGTH} characters")
         else:
-            types = _as_strings(types_col)
+            types = as_strings(types_col)
             type_len = pc.utf8_length(types).fill_null(0).to_numpy(zero_copy_only=False)
             invalid(
                 (type_len == 0) | (type_len > TYPE_MAX_LENGTH),
@@ -366,8 +324,8 @@ class EventImporter:
                     "unknown event type; configure it under [signals]",
                 )
 
-        values_col = _column(batch, mapping, "value")
-        values = np.ones(n) if values_col is None else _floats(values_col, default=1.0)
+        values_col = column(batch, mapping, "value")
+        values = np.ones(n) if values_col is None else floats(values_col, default=1.0)
         invalid(~np.isfinite(values), "value", "must be a finite number")
         low, high = _value_bounds(self.settings, types)
         invalid(
@@ -376,8 +334,8 @@ class EventImporter:
             "is outside the bounds of its type (setting value_bounds)",
         )
 
-        ts_col = _column(batch, mapping, "timestamp")
-        stamps = np.full(n, now) if ts_col is None else _timestamps(ts_col)
+        ts_col = column(batch, mapping, "timestamp")
+        stamps = np.full(n, now) if ts_col is None else timestamps(ts_col)
         invalid(
             ~np.isfinite(stamps) | (stamps < MIN_TIMESTAMP),
             "timestamp",
@@ -386,12 +344,12 @@ class EventImporter:
         invalid(stamps > now + self.settings.max_future_seconds, "timestamp", "is in the future")
 
         for name in ("event_id", "recommendation_id"):
-            optional = _column(batch, mapping, name)
+            optional = column(batch, mapping, name)
             if optional is not None:
-                strings = _as_strings(optional)
+                strings = as_strings(optional)
                 length = pc.utf8_length(strings).fill_null(0).to_numpy(zero_copy_only=False)
                 invalid(length > max_len, name, f"must be at most {max_len} characters")
-                invalid(_has_nul(strings), name, "must not contain NUL characters")
+                invalid(has_nul(strings), name, "must not contain NUL characters")
 
         chunk = _Prepared(rows=n, now=now, outcome=outcome)
         kept = int(ok.sum())
@@ -404,20 +362,20 @@ class EventImporter:
             return array if everything else array.filter(keep)
 
         rows = (np.flatnonzero(ok) + offset).tolist()
-        ids_col = _column(batch, mapping, "event_id")
+        ids_col = column(batch, mapping, "event_id")
         generated = GeneratedIds(f"{prefix}-", rows)
         if ids_col is None:
             chunk.event_ids = generated
         else:
             # A missing or empty id (an empty CSV cell) gets the generated one.
-            given = kept_of(_as_strings(ids_col)).to_pylist()
+            given = kept_of(as_strings(ids_col)).to_pylist()
             if not all(given):
                 made = generated.materialize()
                 given = [e or made[j] for j, e in enumerate(given)]
             chunk.event_ids = given
-        recs_col = _column(batch, mapping, "recommendation_id")
+        recs_col = column(batch, mapping, "recommendation_id")
         if recs_col is not None:
-            recs = kept_of(_as_strings(recs_col)).to_pylist()
+            recs = kept_of(as_strings(recs_col)).to_pylist()
             chunk.recommendation_ids = [r or None for r in recs]
         chunk.users = kept_of(users)
         chunk.items = kept_of(items) if items is not None else None
@@ -515,12 +473,6 @@ class _Ahead:
             if kind == "error":
                 raise value
             yield value
-
-
-def _has_nul(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Rows holding a NUL character, which PostgreSQL text cannot store."""
-    found = pc.match_substring(strings, "\x00").fill_null(False)
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 class _DenseIds:

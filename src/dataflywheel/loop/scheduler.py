@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -132,8 +131,9 @@ class Loop:
         return self.gate(candidate, champion, now)
 
     def train(self, now: float) -> dict[str, Any]:
-        """Train a candidate: in this process, or in a child process when ``isolated`` (so a
-        crash or a long fit can never take serving down with it)."""
+        """Train a candidate: in this process, or when ``isolated`` in a child process running
+        learn's training job (:mod:`dataflywheel.learn.train_job`), so a crash or a long fit can
+        never take serving down with it."""
         budget = self.settings.train_budget_seconds
         if not self.isolated:
             return self.trainer.train(self.settings.train_model, budget, now=now)
@@ -156,15 +156,14 @@ class Loop:
         """The training child's argv and environment. The store and artifact URLs may hold
         passwords, so they travel in the environment: argv is readable by every local user
         (``ps``, /proc/PID/cmdline), a process's environment only by its owner."""
-        flywheel = Path(sys.executable).with_name("flywheel")
         command = [
-            str(flywheel),
-            "train",
+            sys.executable,
+            "-m",
+            "dataflywheel.learn.train_job",
             "--model",
             self.settings.train_model,
             "--budget",
             str(budget),
-            "--json",
         ]
         env = {**os.environ, "FLYWHEEL_DB": self.settings.db}
         if self.settings.artifacts:

@@ -1,0 +1,80 @@
+"""The flywheel health verdict: does each of the four conditions hold, on the store's evidence?
+
+Conditions (docs/insight.md explains each rule and threshold), one module each:
+1. high-signal data is collected (:mod:`.high_signal`);
+2. it becomes a better model (:mod:`.learning`);
+3. the improvement is perceivable (:mod:`.perceivable`);
+4. better models drive more usage (:mod:`.usage`).
+
+The verdict is ``spinning`` when all pass, ``stalled`` at the first condition that does not pass,
+and ``insufficient-data`` when the store is too small to judge. Only stored facts are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from dataflywheel.config import Settings
+from dataflywheel.insight import tables as T
+from dataflywheel.insight.days import iso
+from dataflywheel.insight.health import high_signal, learning, perceivable, usage
+from dataflywheel.insight.kpis import data_span
+from dataflywheel.insight.rollups import refresh
+from dataflywheel.store.store import Store
+
+MIN_DAYS = 7
+"""Days with events below which the store is too young to judge (``insufficient-data``) ..."""
+MIN_EVENTS = 1_000
+"""... or events below which it is too small."""
+WINDOW_DAYS = 90
+"""The most recent days of data the conditions look at."""
+
+
+def health(store: Store) -> dict[str, Any]:
+    """The ``GET /v1/health/flywheel`` object."""
+    refresh(store)
+    with store.read() as conn:
+        return assess(conn, store.settings)
+
+
+def assess(conn: Connection, settings: Settings) -> dict[str, Any]:
+    """Evaluate the four conditions on what the store holds."""
+    span = data_span(conn)
+    d = T.days.c
+    totals = conn.execute(
+        select(func.coalesce(func.sum(d.events), 0), func.count()).where(d.events > 0)
+    ).one()
+    events, active_days = int(totals[0]), int(totals[1])
+    if span is None:
+        low = high = 0
+    else:
+        high = span[1]
+        low = max(span[0], high - WINDOW_DAYS + 1)
+    conditions = [
+        high_signal.condition(conn, settings, low, high),
+        learning.condition(conn, events, high),
+        perceivable.condition(conn, settings, low, high),
+        usage.condition(conn, settings, low, high),
+    ]
+    document: dict[str, Any] = {
+        "verdict": "spinning",
+        "stalled_at": None,
+        "window": {"from": iso(low), "to": iso(high)} if span else None,
+        "store": {"events": events, "active_days": active_days},
+        "conditions": [asdict(c) for c in conditions],
+    }
+    if active_days < MIN_DAYS or events < MIN_EVENTS:
+        document["verdict"] = "insufficient-data"
+        document["reason"] = (
+            f"{events} events on {active_days} days; need at least {MIN_EVENTS} events "
+            f"on {MIN_DAYS} days to judge the flywheel"
+        )
+        return document
+    for condition in conditions:
+        if condition.status != "pass":
+            document.update(verdict="stalled", stalled_at=condition.id)
+            break
+    return document
