@@ -189,9 +189,7 @@ class Experiments:
         return [str(a["model_version"]) for a in arms if a.get("model_version")]
 
 
-def _arms(
-    raw: Any, kind: str, validate_policy: Callable[[Any], object]
-) -> list[dict[str, Any]]:
+def _arms(raw: Any, kind: str, validate_policy: Callable[[Any], object]) -> list[dict[str, Any]]:
     """Arms as stored: name, model_version or policy, weight as a fraction summing to 1."""
     if not isinstance(raw, list) or len(raw) < 2:
         raise ValidationError("arms must be a list of at least two arms", field="arms")
