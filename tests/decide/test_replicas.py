@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from dataflywheel.config import load_settings
 from dataflywheel.decide import learning, upkeep
@@ -19,6 +19,7 @@ from dataflywheel.decide.linear import LinearLearner
 from dataflywheel.decide.service import DecisionService
 from dataflywheel.decide.tables import decisions
 from dataflywheel.errors import ConflictError
+from dataflywheel.store import schema
 from dataflywheel.store.store import Store
 
 pytestmark = pytest.mark.postgres
@@ -231,3 +232,48 @@ def test_a_reward_reaches_an_event_ranked_by_a_replica_started_a_moment_ago(
             service.close()
         for store in stores:
             store.close()
+
+
+def test_a_learner_saved_while_another_process_reads_it_is_read_whole(
+    pair: tuple[DecisionService, DecisionService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner replaces its save while a starting replica reads it: the reader gets one save
+    with its own sequence, never the model of one and the sequence of the other."""
+    a, _ = pair
+    dep = a.deployment()
+    a.learning.save(dep)  # sequence 0, an untrained learner
+    read = learning.load_learner
+    swaps: list[bool] = []
+
+    def load_during_a_save(path: Path) -> Any:
+        loaded = read(path)
+        if not swaps:  # the owner saves a trained learner (sequence 1) right after this read
+            swaps.append(True)
+            dep.learner.learn([], ACTIONS, 0, 0.5, 1.0)
+            dep.sequence = 1
+            a.learning.save(dep)
+        return loaded
+
+    monkeypatch.setattr(learning, "load_learner", load_during_a_save)
+    saved, sequence = a.learning._read_saved(dep.name)
+    assert saved is not None and (sequence, saved.state.learns) == (1, 1)
+
+
+def test_heartbeats_of_dead_processes_are_cleared(
+    pair: tuple[DecisionService, DecisionService],
+) -> None:
+    a, _ = pair
+    leases = schema.leases
+    with a.store.write() as conn:
+        conn.execute(
+            insert(leases).values(
+                name=learning.REPLICA_LEASE + "gone", holder="gone", expires_at=time.time() - 3600
+            )
+        )
+
+    def names() -> set[str]:
+        with a.store.read() as conn:
+            return set(conn.execute(select(leases.c.name)).scalars())
+
+    until(lambda: learning.REPLICA_LEASE + "gone" not in names())
+    assert {learning.REPLICA_LEASE + "A", learning.REPLICA_LEASE + "B"} <= names()

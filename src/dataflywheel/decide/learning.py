@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from dataflywheel.decide.apprentice import Apprentice
@@ -67,7 +67,15 @@ class Learning:
         now = time.time()
         self.presence.acquire(LEASE_SECONDS, now=now)
         self.look_around(now)
-        return self.lease.acquire(LEASE_SECONDS, now=now)
+        held = self.lease.acquire(LEASE_SECONDS, now=now)
+        if held:  # the heartbeats of processes that died, once clearly stale
+            with self.store.write() as conn:
+                conn.execute(
+                    delete(schema.leases).where(
+                        L.name.like(REPLICA_LEASE + "%"), L.expires_at < now - 6 * LEASE_SECONDS
+                    )
+                )
+        return held
 
     def look_around(self, now: float | None = None) -> bool:
         """Whether other processes run now (also kept in ``alone`` for the next heartbeat)."""
@@ -180,22 +188,34 @@ class Learning:
     def load(self, dep: Deployment, config: LearnerConfig, start: int | None) -> None:
         """Give ``dep`` the saved learner when it is the current one (same settings, saved at or
         after ``start``), else a fresh one from ``start``; then replay the log after it."""
-        path = self.directory / dep.name
         learner: Learner | None = None
         sequence = start or 0
-        if (path / CHECKPOINT_FILE).is_file():
-            try:
-                saved = load_learner(path)
-                saved_seq = int(json.loads((path / CHECKPOINT_FILE).read_text())["sequence"])
-            except (ModelError, OSError, ValueError, KeyError):
-                saved, saved_seq = None, -1  # being replaced by the owner: start fresh
-            if saved is not None and saved.config == config and saved_seq >= sequence:
-                learner, sequence = saved, saved_seq
+        saved, saved_seq = self._read_saved(dep.name)
+        if saved is not None and saved.config == config and saved_seq >= sequence:
+            learner, sequence = saved, saved_seq
         self.reset(dep, learner or create_learner(config), sequence, start)
         dep.saved_sequence = sequence if learner is not None else -1
         if start is not None:
             while self.replay(dep) == REPLAY_BATCH:
                 pass
+
+    def _read_saved(self, name: str, attempts: int = 5) -> tuple[Learner | None, int]:
+        """The saved learner and its sequence, read whole: the owner may be replacing the save
+        as another process reads it, so the sequence must be the same before and after."""
+        path = self.directory / name
+        for _ in range(attempts):
+            try:
+                before = _saved_sequence(path)
+                saved = load_learner(path)
+                if before == _saved_sequence(path):
+                    return saved, before
+            except FileNotFoundError:
+                if not path.exists() and not path.with_name(name + ".new").exists():
+                    return None, -1  # never saved
+            except (ModelError, OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        return None, -1
 
     @staticmethod
     def reset(dep: Deployment, learner: Learner, sequence: int, start: int | None) -> None:
@@ -203,3 +223,7 @@ class Learning:
         dep.apprentice = Apprentice(learner)
         dep.sequence = sequence
         dep.learner_seq = start
+
+
+def _saved_sequence(path: Path) -> int:
+    return int(json.loads((path / CHECKPOINT_FILE).read_text())["sequence"])
