@@ -127,14 +127,19 @@ def main() -> None:
         version = wheel.train(args.model, budget=args.budget)
         print(
             f"{len(train):,} training ratings, {len(hidden)} hidden items, champion "
-            f"{version['version']} ({version.get('model')}) in {time.perf_counter() - started:.0f}"
-            " s",
+            f"{version['version']} {version['params']} in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
         results: dict[str, list[float]] = defaultdict(list)
+        # The first call loads the champion and fits the content vectors and prior.
         started = time.perf_counter()
+        wheel.rank(min(held, key=int), hidden_items)
+        first = time.perf_counter() - started
+        seconds = 0.0
         for user, gains in sorted(held.items(), key=lambda kv: int(kv[0])):
+            started = time.perf_counter()
             answer = wheel.rank(user, hidden_items)
+            seconds += time.perf_counter() - started
             results["ours: content scores through candidates"].append(
                 ndcg([i["item_id"] for i in answer["items"]], gains)
             )
@@ -148,7 +153,6 @@ def main() -> None:
             results["genre preference (user's share)"].append(
                 ndcg(ranked_by(hidden_items, own, rng), gains)
             )
-        seconds = time.perf_counter() - started
         wheel.close()
 
     print(f"\n# Cold start: {len(hidden)} new items ranked from metadata (ml-latest-small)\n")
@@ -159,7 +163,8 @@ def main() -> None:
     )
     print(
         f"{len(held)} users rated hidden items; each ranks all {len(hidden)} through "
-        f"`wheel.rank` ({seconds / len(held) * 1e3:.1f} ms per call). NDCG@{K}, gain = rating.\n"
+        f"`wheel.rank` ({seconds / len(held) * 1e3:.1f} ms per call, the first {first:.1f} s). "
+        f"NDCG@{K}, gain = rating.\n"
     )
     print(f"| ranking | NDCG@{K} (mean over users) |\n|---|---|")
     means = {name: float(np.mean(values)) for name, values in results.items()}

@@ -48,9 +48,12 @@ def item_tokens(categories: Iterable[Any], attributes: Mapping[str, Any]) -> lis
 
 
 def _normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    """Rows scaled to unit length, in place (empty rows stay empty)."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    norms = np.sqrt(np.bincount(rows, weights=matrix.data**2, minlength=matrix.shape[0]))
     norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+    matrix.data /= norms[rows].astype(matrix.data.dtype)
+    return matrix
 
 
 class ContentIndex:

@@ -71,6 +71,7 @@ class ContentScorer:
         self._lock = threading.Lock()
         self._cold: tuple[tuple[int, int], np.ndarray] | None = None
         self._unseen: tuple[tuple[int, int, int], np.ndarray] | None = None
+        self._priors: tuple[_Fit, sp.csr_matrix, np.ndarray] | None = None
 
     def cold(self, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """Which of the champion's items had no positive interaction in its snapshot: their
@@ -114,7 +115,7 @@ class ContentScorer:
         ids = np.concatenate([sample, wanted])
         content = np.asarray(vectors[ids] @ profile).ravel()
         if self.prior_weight:
-            content += self.prior_weight * fit.prior(vectors, ids)
+            content += self.prior_weight * self._prior(fit, vectors)[ids]
         known, new = content[: sample.size], content[sample.size :]
         if sample.size == 0:
             scores[wanted] = new
@@ -126,6 +127,13 @@ class ContentScorer:
         level_quantile = np.bincount(inverse, weights=quantiles) / np.bincount(inverse)
         position = np.interp(new, levels, level_quantile)
         scores[wanted] = np.interp(position, quantiles, np.sort(scores[sample]))
+
+    def _prior(self, fit: _Fit, vectors: sp.csr_matrix) -> np.ndarray:
+        """The content prior of every item, kept until the fit or the vectors change."""
+        cached = self._priors
+        if cached is None or cached[0] is not fit or cached[1] is not vectors:
+            cached = self._priors = (fit, vectors, fit.prior(vectors, np.arange(vectors.shape[0])))
+        return cached[2]
 
     def _fitted(self, vectors: sp.csr_matrix, n_known: int, popularity: np.ndarray) -> _Fit:
         key = (self.index.generation, n_known, id(popularity))
