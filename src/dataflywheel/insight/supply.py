@@ -34,6 +34,7 @@ __all__ = [
 YOUNG_ITEM_DAYS = 7
 CREATOR_ATTRIBUTE = "creator_id"
 CLICK = "click"
+LOOKUP_CHUNK = 5_000
 
 E = schema.events.c
 IT = schema.items.c
@@ -70,17 +71,26 @@ def record_first_impressions(conn: Connection, firsts: dict[str, float]) -> None
 
 
 def _keep_earliest(conn: Connection, column: str, rows: Sequence[tuple[str, float]]) -> None:
-    if not rows:
+    """Store the times that are earlier than the ones known; in a refresh most items of a day
+    already have an earlier first, so they are read (a primary-key lookup), not rewritten."""
+    current = T.item_firsts.c[column]
+    item_id = T.item_firsts.c.item_id
+    known: dict[str, float] = {}
+    for start in range(0, len(rows), LOOKUP_CHUNK):
+        ids = [item for item, _ in rows[start : start + LOOKUP_CHUNK]]
+        query = select(item_id, current).where(item_id.in_(ids), current.is_not(None))
+        known.update((str(item), float(ts)) for item, ts in conn.execute(query))
+    earlier = [(item, ts) for item, ts in rows if ts < known.get(item, np.inf)]
+    if not earlier:
         return
     insert = dialect_insert(conn, T.item_firsts)
-    current = T.item_firsts.c[column]
     new = insert.excluded[column]
     conn.execute(
         insert.on_conflict_do_update(
             index_elements=["item_id"],
             set_={column: case((or_(current.is_(None), new < current), new), else_=current)},
         ),
-        [{"item_id": item, column: ts} for item, ts in rows],
+        [{"item_id": item, column: ts} for item, ts in earlier],
     )
 
 
