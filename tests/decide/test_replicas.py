@@ -260,9 +260,10 @@ def test_a_learner_saved_while_another_process_reads_it_is_read_whole(
 
 
 def test_heartbeats_of_dead_processes_are_cleared(
-    pair: tuple[DecisionService, DecisionService],
+    pair: tuple[DecisionService, DecisionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, _ = pair
+    monkeypatch.setattr(learning, "CLEAR_SECONDS", 0.0)
     leases = schema.leases
     with a.store.write() as conn:
         conn.execute(

@@ -37,6 +37,8 @@ LEARNER_LEASE = "decisions:learner"
 REPLICA_LEASE = "decisions:replica:"
 LEASE_SECONDS = 10.0
 """A dead owner is replaced within this time; the owner renews at every log write."""
+CLEAR_SECONDS = 60.0
+"""How often the owner deletes heartbeats that expired over a minute ago."""
 REPLAY_BATCH = 5000
 c = decisions.c
 L = schema.leases.c
@@ -58,6 +60,7 @@ class Learning:
         self.presence = Lease(store, REPLICA_LEASE + replica, replica)
         self.owner = False
         self.alone = True
+        self._cleared = 0.0
 
     # Leases ------------------------------------------------------------------------------------
 
@@ -68,7 +71,8 @@ class Learning:
         self.presence.acquire(LEASE_SECONDS, now=now)
         self.look_around(now)
         held = self.lease.acquire(LEASE_SECONDS, now=now)
-        if held:  # the heartbeats of processes that died, once clearly stale
+        if held and now - self._cleared >= CLEAR_SECONDS:
+            self._cleared = now  # the heartbeats of processes that died, once clearly stale
             with self.store.write() as conn:
                 conn.execute(
                     delete(schema.leases).where(

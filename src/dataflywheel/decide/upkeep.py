@@ -1,8 +1,9 @@
 """A decision service's background work, and how a process takes up or gives up learning.
 
-Every 50 ms: write the log. The owner of learning also applies the inbox (rewards and
-activations other processes received), ends wait times (its own events, and events of other
-processes found in the store), learns ended decisions nobody learned and saves learners once a
+Every 50 ms: write the log. The owner of learning also ends wait times, applies the inbox
+(rewards and activations other processes received) and ends the waits of other processes'
+events found in the store (each tick and every ``FOLLOW_SECONDS`` while others run, every
+``BEAT_SECONDS`` alone), learns ended decisions nobody learned and saves learners once a
 minute; another process replays the log's newly learned decisions into its learner
 (``FOLLOW_SECONDS``). Every process renews its heartbeat and contends for the lease
 (``BEAT_SECONDS``) and applies stored settings changes (``SYNC_SECONDS``).
@@ -61,7 +62,7 @@ class Upkeep:
         self.log = service.log
         self.learning: Learning = service.learning
         self._lost = False
-        self._last = dict.fromkeys(("sync", "follow", "pickup"), 0.0)
+        self._last = dict.fromkeys(("sync", "follow", "pickup", "inbox", "scan"), 0.0)
         self._last["save"] = self._last["beat"] = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         self.beat()  # a lone process owns learning from its first call
@@ -95,9 +96,13 @@ class Upkeep:
         if self._due("sync", SYNC_SECONDS):
             self.service.settings.sync()
         now = self.service.clock()
+        # Alone, nothing new reaches the inbox or the store's pending events but from a process
+        # this one has not seen yet (seen at the next heartbeat): look there less often.
         if self.learning.owner:
-            self.apply_inbox()
-            if self._due("follow", FOLLOW_SECONDS):
+            every = BEAT_SECONDS if self.learning.alone else 0.0
+            if self._due("inbox", every):
+                self.apply_inbox()
+            if self._due("scan", max(every, FOLLOW_SECONDS)):
                 self.scan_expired(now)
         self.sweep(now)
         self.flush()
