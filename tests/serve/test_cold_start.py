@@ -7,11 +7,14 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 import dataflywheel as dfw
 from dataflywheel.errors import ValidationError
 from dataflywheel.learn.content import ContentIndex, profiles
+from dataflywheel.serve.content import ContentScorer
 
 START = 1_700_000_000.0
 WORDS = [
@@ -219,3 +222,37 @@ def test_candidates_without_any_score_are_ranked_last(trained: dfw.Flywheel) -> 
     trained.upsert_items([{"id": "bare"}])
     assert "bare" not in ids(trained.recommend("u0", 40))
     assert ids(trained.rank("u0", ["bare", "b7", "a11"]))[-1] == "bare"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    genres=st.lists(st.integers(0, 3), min_size=12, max_size=40),
+    seed=st.integers(0, 2**16),
+)
+def test_calibration_keeps_the_content_order_within_the_champion_range(
+    genres: list[int], seed: int
+) -> None:
+    """A cold item's score rises with its content score and stays within the user's champion
+    scores: ranking cold items among themselves is ranking them by content."""
+    rng = np.random.default_rng(seed)
+    index = ContentIndex()
+    n = len(genres)
+    index.update(
+        (i, [f"g{g}", f"h{rng.integers(3)}"], {"title": f"w{rng.integers(5)}"})
+        for i, g in enumerate(genres)
+    )
+    popularity = rng.integers(0, 4, n).astype(float)
+    scores = rng.normal(size=n)
+    wanted = np.flatnonzero(popularity == 0)
+    row = np.zeros((1, n))
+    row[0, rng.choice(n, size=3, replace=False)] = 1.0
+    vectors = index.matrix(n)
+    cosine = (vectors[wanted] @ profiles(row, vectors).T).toarray().ravel()
+    warm = scores[popularity > 0]
+    ContentScorer(index, prior_weight=0.0).fill(scores, row, wanted, popularity)
+    filled = scores[wanted]
+    assert np.isfinite(filled).all()
+    if warm.size:
+        assert (filled >= warm.min() - 1e-9).all() and (filled <= warm.max() + 1e-9).all()
+    order = np.argsort(cosine, kind="stable")
+    assert (np.diff(filled[order]) >= -1e-9).all()

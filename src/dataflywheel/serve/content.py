@@ -26,6 +26,7 @@ from dataflywheel.learn.content import ContentIndex, profiles
 CALIBRATION_SAMPLE = 2_000
 """Known items whose champion scores define a user's curve (bounds the per-request cost)."""
 RIDGE_ALPHA = 1.0
+CACHED_MODELS = 8
 
 
 FOLDS = 5
@@ -67,35 +68,40 @@ class ContentScorer:
         self.prior_weight = prior_weight
         self._seed = seed
         self._fit: _Fit | None = None
-        self._key: tuple[int, int, int] | None = None
+        self._key: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self._cold: tuple[tuple[int, int], np.ndarray] | None = None
-        self._unseen: tuple[tuple[int, int, int], np.ndarray] | None = None
+        # Keyed by the model's item count too: experiment arms may differ from the champion.
+        self._cold: dict[tuple[int, int], np.ndarray] = {}
+        self._unseen: dict[tuple[int, int, int], np.ndarray] = {}
         self._priors: tuple[_Fit, sp.csr_matrix, np.ndarray] | None = None
 
     def cold(self, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """Which of the champion's items had no positive interaction in its snapshot: their
         champion scores carry no evidence."""
         key = (n_known, id(popularity))
-        cached = self._cold
-        if cached is None or cached[0] != key:
+        cold = self._cold.get(key)
+        if cold is None:
             counts = np.zeros(n_known)
             counts[: min(n_known, popularity.size)] = popularity[:n_known]
-            cached = self._cold = (key, counts <= 0)
-        return cached[1]
+            cold = counts <= 0
+            if len(self._cold) >= CACHED_MODELS:
+                self._cold.clear()
+            self._cold[key] = cold
+        return cold
 
     def unseen(self, allowed: np.ndarray, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """The allowed items to score from content: cold to the champion (created after it,
         or no positive interaction in its snapshot) and described by some metadata."""
         vectors = self.index.matrix(allowed.size)
         key = (n_known, id(popularity), id(vectors))
-        cached = self._unseen
-        if cached is None or cached[0] != key:
+        mask = self._unseen.get(key)
+        if mask is None:
             mask = np.diff(vectors.indptr) > 0
             width = min(n_known, mask.size)
             mask[:width] &= self.cold(n_known, popularity)[:width]
-            cached = self._unseen = (key, mask)
-        mask = cached[1]
+            if len(self._unseen) >= CACHED_MODELS:
+                self._unseen.clear()
+            self._unseen[key] = mask
         width = min(mask.size, allowed.size)
         return np.flatnonzero(allowed[:width] & mask[:width])
 
@@ -104,13 +110,13 @@ class ContentScorer:
         scores: np.ndarray,
         row: sp.csr_matrix,
         wanted: np.ndarray,
-        n_known: int,
         popularity: np.ndarray,
     ) -> None:
         """Set ``scores[wanted]`` (items new or cold to the champion) on the champion's scale."""
         vectors = self.index.matrix(scores.size)
-        fit = self._fitted(vectors, n_known, popularity)
-        sample = fit.sample[np.isfinite(scores[fit.sample])]
+        fit = self._fitted(vectors, popularity)
+        sample = fit.sample[fit.sample < scores.size]
+        sample = sample[np.isfinite(scores[sample])]
         profile = profiles(row, vectors).T.toarray()
         ids = np.concatenate([sample, wanted])
         content = np.asarray(vectors[ids] @ profile).ravel()
@@ -135,20 +141,22 @@ class ContentScorer:
             cached = self._priors = (fit, vectors, fit.prior(vectors, np.arange(vectors.shape[0])))
         return cached[2]
 
-    def _fitted(self, vectors: sp.csr_matrix, n_known: int, popularity: np.ndarray) -> _Fit:
-        key = (self.index.generation, n_known, id(popularity))
+    def _fitted(self, vectors: sp.csr_matrix, popularity: np.ndarray) -> _Fit:
+        key = (self.index.generation, id(popularity))
         fit = self._fit
         if fit is not None and self._key == key:
             return fit
         with self._lock:
             if self._fit is None or self._key != key:
-                self._fit, self._key = self._make(vectors, n_known, popularity), key
+                self._fit, self._key = self._make(vectors, popularity), key
             return self._fit
 
-    def _make(self, vectors: sp.csr_matrix, n_known: int, popularity: np.ndarray) -> _Fit:
-        cold = self.cold(n_known, popularity)
-        counts = np.zeros(n_known)
-        counts[: min(n_known, popularity.size)] = popularity[:n_known]
+    def _make(self, vectors: sp.csr_matrix, popularity: np.ndarray) -> _Fit:
+        """The prior and sample of the champion's snapshot (``popularity``: its positive
+        interactions per item), shared by every arm that serves over the same snapshot."""
+        n_known = popularity.size
+        counts = np.asarray(popularity, dtype=np.float64)
+        cold = counts <= 0
         rng = np.random.default_rng(self._seed)
         warm = np.flatnonzero(~cold[: vectors.shape[0]])
         sample = np.sort(rng.permutation(warm)[:CALIBRATION_SAMPLE]).astype(np.int64)

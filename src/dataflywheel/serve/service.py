@@ -346,12 +346,23 @@ class RecommendationService:
             allowed[consumed[consumed < allowed.size]] = False
         candidates = np.flatnonzero(allowed & np.isfinite(scores))
         teams: list[str] = []
+        shown_by: str | None = None
+        policy_name = policy.name
         if route is not None and route.kind == "interleaving":
             ranked, teams, personal = self._interleave(route, served, user, allowed, k)
             version: str | None = "+".join(a["model_version"] for a in route.arms)
         else:
-            ranked = policy.rank(candidates, scores[candidates], k, self._rng)
-            version = arm.version
+            # Plain traffic while a shadow is evaluated: ε-greedy's ε serves the shadow's list.
+            aimed = None
+            if route is None and personal and user is not None:
+                aimed = self.impressions.explore(
+                    policy, served.histories, user, candidates, scores[candidates], k, self._rng
+                )
+            if aimed is None:
+                ranked = policy.rank(candidates, scores[candidates], k, self._rng)
+            else:
+                ranked, shown_by, policy_name = aimed
+            version = shown_by or arm.version
         items = [
             {"item_id": self.catalog.keys[int(idx)], "score": float(score), "propensity": float(p)}
             for idx, score, p in zip(ranked.items, ranked.scores, ranked.propensities, strict=True)
@@ -360,7 +371,7 @@ class RecommendationService:
         answer = {
             "recommendation_id": recommendation_id,
             "model_version": version if personal else None,
-            "policy": policy.name if personal else f"popular+{policy.name}",
+            "policy": policy_name if personal else f"popular+{policy.name}",
             "experiment": None if route is None else {"id": route.experiment_id, "arm": route.arm},
             "items": items,
         }
@@ -393,6 +404,7 @@ class RecommendationService:
                     scores[candidates],
                     np.asarray(ranked.items, dtype=np.int64),
                     self.catalog.keys,
+                    shown_by,
                 )
             )
         return answer
@@ -501,7 +513,7 @@ class RecommendationService:
         wanted = self.content.unseen(allowed, n_known, served.snapshot_popularity)
         if wanted.size:
             row, _ = served.histories.row(user, allowed.size, served.matrix_params)
-            self.content.fill(scores, row, wanted, n_known, served.snapshot_popularity)
+            self.content.fill(scores, row, wanted, served.snapshot_popularity)
 
     def similar(self, item_id: str, k: int = 10) -> dict[str, Any]:
         """Items most related to ``item_id`` under the champion (hidden items never returned)."""
