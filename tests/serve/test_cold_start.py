@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -256,3 +257,15 @@ def test_calibration_keeps_the_content_order_within_the_champion_range(
         assert (filled >= warm.min() - 1e-9).all() and (filled <= warm.max() + 1e-9).all()
     order = np.argsort(cosine, kind="stable")
     assert (np.diff(filled[order]) >= -1e-9).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_described=st.integers(10, 40), seed=st.integers(0, 10_000))
+def test_the_content_prior_fits_whatever_the_fold_draw(n_described: int, seed: int) -> None:
+    # Ten described items are enough for five folds: each fold must hold some and leave some.
+    rng = np.random.default_rng(seed)
+    vectors = sp.csr_matrix(rng.random((n_described, 6)).astype(np.float32))
+    popularity = rng.integers(1, 50, n_described).astype(np.float64)
+    scorer = ContentScorer(ContentIndex(), prior_weight=0.1, seed=seed)
+    fit = scorer._make(vectors, popularity)
+    assert np.isfinite(fit.prior(vectors, np.arange(n_described))).all()

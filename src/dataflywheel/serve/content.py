@@ -168,7 +168,8 @@ class ContentScorer:
             return _Fit(np.zeros(n_known), np.zeros(0), 0.0, 0.0, 1.0, sample)
         x = vectors[described]
         oof = np.zeros(described.size)
-        folds = rng.integers(0, FOLDS, described.size)
+        # Balanced folds: a random draw could leave one empty, or the rest empty (no fit).
+        folds = rng.permutation(described.size) % FOLDS
         for fold in range(FOLDS):
             part = folds == fold
             oof[part] = Ridge(alpha=RIDGE_ALPHA).fit(x[~part], y[~part]).predict(x[part])
