@@ -6,6 +6,11 @@ feedback (by ``recommendation_id``), and the shadow's deterministic top-k for th
 feedback per list over what was served; the verdict is ``pass`` (confidently not worse than the
 margin), ``fail`` (confidently worse) or ``no evidence`` (too few effective positions, or an
 interval across the margin), with how much more traffic, or how much ε, a verdict needs.
+
+Lists served by :class:`dataflywheel.serve.exploration.ShadowExplore` (policy
+``shadow_explore``) log the probability of the branch that chose them: a list the shadow chose
+itself (``model_version`` = the shadow) counts at every position with weight one over that
+probability, and the champion's lists count for nothing (whole-list IPS, exact by design).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ MAX_LISTS = 20_000
 MIN_ESS = 30.0
 # ε-greedy logs a ranked slot at 1 - ε and an explored one at ε / rest; ε < 0.5 tells them apart.
 GREEDY = 0.5
+AIMED = "shadow_explore"
 
 
 def shadow_evidence(
@@ -35,7 +41,14 @@ def shadow_evidence(
     s, i = shadow_results.c, schema.impressions.c
     with store.read() as conn:
         rows = conn.execute(
-            select(s.recommendation_id, s.item_ids, i.item_ids, i.propensities, i.policy)
+            select(
+                s.recommendation_id,
+                s.item_ids,
+                i.item_ids,
+                i.propensities,
+                i.policy,
+                i.model_version,
+            )
             .select_from(
                 shadow_results.join(schema.impressions, s.recommendation_id == i.recommendation_id)
             )
@@ -52,7 +65,7 @@ def shadow_evidence(
     logged = np.full((n, k), -1)
     shadow = np.full((n, k), -2)
     reward, pscore = np.zeros((n, k)), np.ones((n, k))
-    for row, (rec, ours, served, props, _) in enumerate(rows):
+    for row, (rec, ours, served, props, _, _) in enumerate(rows):
         for j, (item, p) in enumerate(zip(served, props, strict=True)):
             logged[row, j] = codes.setdefault(item, len(codes))
             pscore[row, j] = p
@@ -60,6 +73,9 @@ def shadow_evidence(
         for j, item in enumerate(ours[:k]):
             shadow[row, j] = codes.setdefault(item, len(codes))
     position, anywhere = deterministic(shadow, logged)
+    aimed = np.array([r[4] == AIMED for r in rows])
+    own = np.array([r[5] == version for r in rows])[:, None]
+    position[aimed] = np.where(own & (logged >= 0), 1.0, 0.0)[aimed]
     greedy = pscore >= GREEDY
     extra: dict[str, Any] = {}
     if all(r[4] == "epsilon_greedy" for r in rows):
@@ -108,6 +124,7 @@ def _verdict(
         "low": best.low,
         "high": best.high,
         "ess": best.ess,
+        "max_weight": best.max_weight,
         "lists": lists,
         "served_value": served_value,
         "value": served_value + best.value,

@@ -9,6 +9,10 @@ being anywhere in the list, where that has a closed form.
 
 ``action_dist`` turns a policy applied to a score matrix into the rounds x actions x positions
 array that :func:`dataflywheel.evaluation.ope.off_policy` takes.
+
+:class:`ShadowExplore` is what ``epsilon_greedy`` becomes while shadow candidates are evaluated
+(``shadow: true``, the default): its ε is redirected from uniform slots to the candidates' whole
+lists, so a candidate's value is estimated from lists it chose itself, at weight m / ε.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "OutsideInterests",
     "Policy",
     "RankedList",
+    "ShadowExplore",
     "Softmax",
     "action_dist",
     "deterministic_action_dist",
@@ -136,9 +141,11 @@ class Greedy(Policy):
 @dataclass(frozen=True)
 class EpsilonGreedy(Policy):
     """Top k, each slot independently replaced with probability ε by a distinct item drawn
-    uniformly from the candidates outside the top k."""
+    uniformly from the candidates outside the top k. ``shadow``: while shadow candidates are
+    evaluated, spend ε on their lists instead (:class:`ShadowExplore`)."""
 
     epsilon: float = 0.1
+    shadow: bool = True
     name = "epsilon_greedy"
 
     def _draw(
@@ -320,7 +327,7 @@ def _outside_marginals(
 
 _POLICIES: dict[str, tuple[type[Policy], dict[str, Any]]] = {
     "greedy": (Greedy, {}),
-    "epsilon_greedy": (EpsilonGreedy, {"epsilon": 0.1}),
+    "epsilon_greedy": (EpsilonGreedy, {"epsilon": 0.1, "shadow": True}),
     "softmax": (Softmax, {"temperature": 1.0}),
     "outside_interests": (OutsideInterests, {"share": 0.1, "tail": 0.5, "positions": None}),
 }
@@ -346,6 +353,8 @@ def make_policy(config: Mapping[str, Any]) -> Policy:
     for key in ("epsilon", "share"):
         if key in merged and not _number_in(merged[key], 0.0, 1.0):
             raise ValidationError(f"{key} must be a number in [0, 1]", field=key)
+    if "shadow" in merged and not isinstance(merged["shadow"], bool):
+        raise ValidationError("shadow must be true or false", field="shadow")
     if "tail" in merged and not (_number_in(merged["tail"], 0.0, 1.0) and merged["tail"] > 0):
         raise ValidationError("tail must be a number in (0, 1]", field="tail")
     if "temperature" in merged and not (
@@ -364,6 +373,49 @@ def make_policy(config: Mapping[str, Any]) -> Policy:
             )
         merged["positions"] = tuple(sorted(positions))
     return cls(**merged)
+
+
+@dataclass(frozen=True)
+class ShadowExplore:
+    """ε-greedy's budget aimed at m shadow candidates: with probability ε / m each, the whole list
+    is that candidate's top k; otherwise (1 - ε) the champion's top k, with no uniform slots.
+
+    Every position of a served list logs the probability of the branch that chose the list
+    (``1 - ε`` or ``ε / m``): exact whatever the lists, and all an estimator that weighs a
+    candidate's own lists by ``m / ε`` needs. :meth:`position_marginals` gives the per-position
+    probabilities of the mixture when every list is known.
+    """
+
+    epsilon: float
+    name = "shadow_explore"
+
+    def choose(self, versions: list[str], rng: np.random.Generator) -> str | None:
+        """The candidate whose list to serve, or None for the champion's."""
+        draw = rng.random()
+        if not versions or draw >= self.epsilon:
+            return None
+        return versions[min(int(draw / self.epsilon * len(versions)), len(versions) - 1)]
+
+    def branch(self, item_ids: ArrayLike, scores: ArrayLike, k: int, share: float) -> RankedList:
+        """A branch's greedy top k, every position logged at the branch's probability."""
+        ids, values, k = _prepare(item_ids, scores, k)
+        top = _top(values, k) if k else np.zeros(0, dtype=np.int64)
+        return RankedList(ids[top], values[top], np.full(top.size, share))
+
+    def position_marginals(
+        self, champion: ArrayLike, candidates: list[ArrayLike], n_items: int
+    ) -> FloatArray:
+        """P(item at position j) under the mixture, shape (n_items, k), from the champion's and
+        each candidate's ranked item indices (a short list leaves its missing positions empty)."""
+        lists = [np.asarray(champion, dtype=np.int64)] + [
+            np.asarray(c, dtype=np.int64) for c in candidates
+        ]
+        k = max(lst.size for lst in lists)
+        out = np.zeros((n_items, k))
+        shares = [1.0 - self.epsilon] + [self.epsilon / len(candidates)] * len(candidates)
+        for lst, share in zip(lists, shares, strict=True):
+            out[lst, np.arange(lst.size)] += share
+        return out
 
 
 def _number_in(value: Any, low: float, high: float) -> bool:

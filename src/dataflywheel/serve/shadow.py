@@ -3,7 +3,9 @@
 :class:`SidecarLog` is the impression log plus a second background thread: after a list is
 served, each shadow version scores the same user over the same candidates; its top-k, overlap@k
 with what was served and rank correlation with the champion are stored in ``shadow_results``.
-Nothing a shadow does can change or slow an answer. The loop's
+A shadow's scoring never changes or slows an answer; what does is the exploration aimed at it
+(:class:`dataflywheel.serve.exploration.ShadowExplore`): for that share of requests
+:func:`shadow_scores` ranks the request on the request path and its list is served. The loop's
 :func:`dataflywheel.loop.shadow_report.shadow_report` then joins those lists with the logged
 propensities and clicks for an off-policy estimate of the candidate.
 """
@@ -26,6 +28,7 @@ from dataflywheel.errors import FlywheelError
 from dataflywheel.experiments.serving import ModelCache
 from dataflywheel.experiments.tables import interleaving_teams
 from dataflywheel.learn.registry import Registry
+from dataflywheel.serve.exploration import EpsilonGreedy, Policy, RankedList, ShadowExplore
 from dataflywheel.serve.history import Histories
 from dataflywheel.serve.impressions import ImpressionLog
 from dataflywheel.store import schema
@@ -48,6 +51,21 @@ class ShadowJob:
     champion_scores: np.ndarray
     served: np.ndarray
     keys: Sequence[str | None]
+    shown_by: str | None = None
+    """The shadow version whose own list was served (aimed exploration), if any."""
+
+
+def shadow_scores(
+    models: ModelCache, version: str, histories: Histories, user: int, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates ``version`` can score and its scores for ``user``'s current history
+    (raises FlywheelError when the version cannot be loaded)."""
+    model, params = models.get(version)
+    row, _ = histories.row(user, model.n_items, params)
+    inside = candidates[candidates < model.n_items]
+    if inside.size == 0:
+        return inside, np.zeros(0)
+    return inside, model.score(row, inside)[0].astype(np.float64)
 
 
 class SidecarLog(ImpressionLog):
@@ -78,6 +96,35 @@ class SidecarLog(ImpressionLog):
                 self._shadows = sorted(rows)
             self._checked_at = now
         return self._shadows
+
+    def explore(
+        self,
+        policy: Policy,
+        histories: Histories,
+        user: int,
+        candidates: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+    ) -> tuple[RankedList, str | None, str] | None:
+        """The list, the shadow version that chose it (None: the champion) and the policy name,
+        when ``policy`` aims its ε at the shadows and there are some; else None (no draw)."""
+        if not (isinstance(policy, EpsilonGreedy) and policy.shadow and policy.epsilon > 0):
+            return None
+        versions = self.shadows()
+        if not versions:
+            return None
+        aimed = ShadowExplore(policy.epsilon)
+        chosen = aimed.choose(versions, rng)
+        if chosen is not None:
+            try:
+                inside, own = shadow_scores(self.models, chosen, histories, user, candidates)
+            except FlywheelError:
+                inside = candidates[:0]
+            if inside.size:  # else its sidecar result is skipped too: the champion's list
+                share = aimed.epsilon / len(versions)
+                return aimed.branch(inside, own, k, share), chosen, aimed.name
+        return aimed.branch(candidates, scores, k, 1.0 - aimed.epsilon), None, aimed.name
 
     def shadow(self, job: ShadowJob) -> None:
         self._jobs.put(job)
@@ -133,20 +180,28 @@ class SidecarLog(ImpressionLog):
 
     def _score(self, job: ShadowJob) -> list[dict[str, Any]]:
         out = []
+        k = job.served.size
+        champion = job.served
+        if job.shown_by is not None:  # agreement is with the champion's list, not the one served
+            champion = job.candidates[np.argsort(-job.champion_scores, kind="stable")[:k]]
         for version in self.shadows():
             try:
-                model, params = self.models.get(version)
+                inside, scores = shadow_scores(
+                    self.models, version, job.histories, job.user, job.candidates
+                )
             except FlywheelError:
                 log.warning("shadow %s cannot be loaded; skipped", version)
                 continue
-            row, _ = job.histories.row(job.user, model.n_items, params)
-            inside = job.candidates[job.candidates < model.n_items]
             if inside.size == 0:
                 continue
-            scores = model.score(row, inside)[0].astype(np.float64)
-            k = job.served.size
-            top = inside[np.argsort(-scores, kind="stable")[:k]]
-            overlap = len(set(top.tolist()) & set(job.served.tolist())) / max(k, 1)
+            # The list a shadow served is its list for this request (ranked on the request's
+            # history, which may have grown since).
+            top = (
+                job.served
+                if version == job.shown_by
+                else inside[np.argsort(-scores, kind="stable")[:k]]
+            )
+            overlap = len(set(top.tolist()) & set(champion.tolist())) / max(k, 1)
             out.append(
                 {
                     "recommendation_id": job.recommendation_id,
