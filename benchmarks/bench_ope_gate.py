@@ -1,9 +1,12 @@
 """Benchmark: simulated days until the shadow gate reaches a verdict at the default ε = 0.05, for a
-clearly better and a clearly worse candidate, beside the old matched-positions gate.
+clearly better and a clearly worse candidate, with ε spent on uniform slots or on the shadow's
+whole lists, beside the old matched-positions gate.
 
 Each run is the simulator (``dataflywheel.simulate``) on an embedded store: users visit for
 ``--warmup`` days while serving shows the cold-start list, then a champion is trained and a
-candidate is put in shadow mode, and the days go on with ε-greedy serving (ε = 0.05). Better:
+candidate is put in shadow mode, and the days go on with ε-greedy serving (ε = 0.05), its ε
+either on uniformly drawn slots (``uniform``: ``shadow: false``) or on the candidate's whole list
+(``aimed``: the default, :class:`dataflywheel.serve.exploration.ShadowExplore`). Better:
 champion popularity, candidate item-kNN. Worse: champion item-kNN, candidate popularity. After
 every simulated day both gates read the same shadow traffic:
 
@@ -14,7 +17,7 @@ every simulated day both gates read the same shadow traffic:
   with fewer than 20 matched positions.
 
     python benchmarks/bench_ope_gate.py [--users 1000] [--days 7] [--warmup 2] [--seeds 3]
-        [--epsilon 0.05]
+        [--epsilon 0.05] [--modes uniform,aimed] [--cases better,worse]
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ def old_verdict(report: dict[str, Any]) -> str:
 
 
 def run(
-    case: str, seed: int, users: int, days: int, warmup: int, epsilon: float
+    case: str, mode: str, seed: int, users: int, days: int, warmup: int, epsilon: float
 ) -> list[dict[str, Any]]:
     champion_model, candidate_model = CASES[case]
-    exploration = {"exploration": {"name": "epsilon_greedy", "epsilon": epsilon}}
+    policy = {"name": "epsilon_greedy", "epsilon": epsilon, "shadow": mode == "aimed"}
+    exploration = {"exploration": policy}
     # The benchmark trains; the loop never runs.
     scenario = replace(get_scenario("no-learning"), engine_settings=exploration)
     rows = []
@@ -77,6 +81,7 @@ def run(
                     "low": new.get("low"),
                     "high": new.get("high"),
                     "ess": new.get("ess"),
+                    "max_weight": new.get("max_weight"),
                     "lists": new.get("lists"),
                     "days_needed": new.get("days_needed"),
                     "epsilon_for_horizon": new.get("epsilon_for_deadline"),
@@ -84,7 +89,7 @@ def run(
                     "old_matches": old["matches"],
                 }
             )
-            print(case, seed, rows[-1], flush=True)
+            print(case, mode, seed, rows[-1], flush=True)
     return rows
 
 
@@ -102,23 +107,31 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epsilon", type=float, default=0.05)
+    parser.add_argument("--modes", default="uniform,aimed")
+    parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
     lines = [
-        f"| case | seed | new gate | old gate (matched positions) | ESS / lists at verdict "
-        f"or end | more days needed at ε = {args.epsilon} | ε for a verdict in {args.days} days |"
+        f"| case | exploration | seed | new gate | old gate (matched positions) | ESS / lists at "
+        f"verdict or end | largest weight | lift [95% interval] at verdict or end | more days "
+        f"needed at ε = {args.epsilon} |"
     ]
-    lines.append("|---|---|---|---|---|---|---|")
-    for case in CASES:
-        for seed in range(args.seeds):
-            rows = run(case, seed, args.users, args.days, args.warmup, args.epsilon)
-            decided = next((r for r in rows if r["new"] != "no evidence"), rows[-1])
-            more, wanted = rows[-1]["days_needed"], rows[-1]["epsilon_for_horizon"]
-            lines.append(
-                f"| {case} | {seed} | {first(rows, 'new')} | {first(rows, 'old')} | "
-                f"{decided['ess']:.0f} / {decided['lists']} | "
-                f"{'-' if more is None else f'{more:.0f}'} | "
-                f"{'-' if wanted is None else f'{wanted:.2f}'} |"
-            )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for case in args.cases.split(","):
+        for mode in args.modes.split(","):
+            for seed in range(args.seeds):
+                rows = run(case, mode, seed, args.users, args.days, args.warmup, args.epsilon)
+                decided = next((r for r in rows if r["new"] != "no evidence"), rows[-1])
+                more = rows[-1]["days_needed"]
+                interval = (
+                    "-"
+                    if decided["lift"] is None
+                    else f"{decided['lift']:+.3f} [{decided['low']:+.3f}, {decided['high']:+.3f}]"
+                )
+                lines.append(
+                    f"| {case} | {mode} | {seed} | {first(rows, 'new')} | {first(rows, 'old')} | "
+                    f"{decided['ess']:.0f} / {decided['lists']} | {decided['max_weight']:.0f} | "
+                    f"{interval} | {'-' if more is None else f'{more:.0f}'} |"
+                )
     print("\n".join(lines))
 
 
