@@ -278,3 +278,26 @@ def test_heartbeats_of_dead_processes_are_cleared(
 
     until(lambda: learning.REPLICA_LEASE + "gone" not in names())
     assert {learning.REPLICA_LEASE + "A", learning.REPLICA_LEASE + "B"} <= names()
+
+
+def test_a_saved_learner_ahead_of_the_log_belongs_to_another_store(
+    postgres_url: str, sqlite_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    """Artifacts shared by mistake between two stores: the save is ignored, not mixed in."""
+    other = Store(load_settings(db=sqlite_url))
+    service = DecisionService(other, tmp_path / "shared", clock=clock, replica="other")
+    service.rank([], ACTIONS, event_id="elsewhere")
+    service.reward("elsewhere", 1.0)
+    service.close()
+    other.close()
+    store = Store(load_settings(db=postgres_url))
+    service = DecisionService(store, tmp_path / "shared", clock=clock, replica="here")
+    try:
+        assert learns(service) == 0
+        service.rank([], ACTIONS, event_id="here")
+        service.reward("here", 1.0)
+        service.flush()
+        assert rows(service, "here")[0]["learned_seq"] == 1
+    finally:
+        service.close()
+        store.close()

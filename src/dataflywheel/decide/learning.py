@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from dataflywheel.decide.apprentice import Apprentice
@@ -195,13 +195,22 @@ class Learning:
         learner: Learner | None = None
         sequence = start or 0
         saved, saved_seq = self._read_saved(dep.name)
-        if saved is not None and saved.config == config and saved_seq >= sequence:
+        # A save is written after the log it holds, so one ahead of the log is another store's.
+        if saved is not None and saved.config == config and sequence <= saved_seq <= self._top(dep):
             learner, sequence = saved, saved_seq
         self.reset(dep, learner or create_learner(config), sequence, start)
         dep.saved_sequence = sequence if learner is not None else -1
         if start is not None:
             while self.replay(dep) == REPLAY_BATCH:
                 pass
+
+    def _top(self, dep: Deployment) -> int:
+        """The last sequence stamped in the log."""
+        with self.store.read() as conn:
+            top = conn.execute(
+                select(func.max(c.learned_seq)).where(c.deployment == dep.name)
+            ).scalar()
+        return int(top or 0)
 
     def _read_saved(self, name: str, attempts: int = 5) -> tuple[Learner | None, int]:
         """The saved learner and its sequence, read whole: the owner may be replacing the save

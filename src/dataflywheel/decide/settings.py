@@ -119,6 +119,7 @@ class Settings:
         if self.learning.owner:
             if config != dep.learner.config:
                 Learning.reset(dep, create_learner(config), dep.sequence, dep.sequence)
+                self.service.upkeep.flush()  # a save never runs ahead of the log
                 self.learning.save(dep)
             if row.learner_seq != dep.learner_seq:
                 with self.store.write() as conn:
