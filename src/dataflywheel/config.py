@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     # Seeds serving's exploration and the model search (reproducible simulations).
     seed: int | None = None
     promote_min_gain: float = 0.0
+    # The loop measures the value of data (GET /v1/value) this often when events arrived
+    # (0: never), in a child process bounded by the budget.
+    value_interval_seconds: float = Field(default=86_400.0, ge=0)
+    value_budget_seconds: float = Field(default=120.0, gt=0)
     # Events and impressions older than this are deleted by the loop (None: kept forever).
     retention_days: float | None = Field(default=None, gt=0)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)

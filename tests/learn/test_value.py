@@ -146,3 +146,21 @@ def test_verdict_follows_the_interval() -> None:
     assert verdict(-0.01, 0.05) == "no detectable value"
     assert verdict(0.0, 0.0) == "no detectable value"
     assert verdict(-0.05, -0.01) == "harmful"
+
+
+def test_health_shows_the_cached_measure_and_never_measures(noisy: dfw.Flywheel) -> None:
+    def evidence() -> dict[int, dict[str, object]]:
+        return {c["id"]: c["evidence"] for c in noisy.health()["conditions"]}
+
+    before = evidence()
+    assert "value_by_slice" not in before[1] and "value_of_more_data" not in before[2]
+    assert not cache_path(noisy.store, noisy.settings.artifacts_dir()).exists()
+    measured = value_report(noisy.store, noisy.registry, noisy.settings.artifacts_dir(), budget=120)
+    after = evidence()
+    shown = after[1]["value_by_slice"]
+    assert shown["watermark"] == measured["watermark"] and shown["stale"] is False  # type: ignore[index]
+    names = {s["name"] for s in shown["slices"]}  # type: ignore[index]
+    assert {"click", "view"} <= names
+    assert after[2]["value_of_more_data"]["next_doubling"] == measured["next_doubling"]  # type: ignore[index]
+    noisy.track(user_id="u1", item_id="b1", type="click", timestamp=START + 40 * 86_400.0)
+    assert evidence()[1]["value_by_slice"]["stale"] is True  # type: ignore[index]

@@ -26,6 +26,7 @@ from dataflywheel.label.labels import Labels
 from dataflywheel.label.queue import LabelQueue
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
+from dataflywheel.learn.value.cache import cache_path, load
 from dataflywheel.loop.gates import Rollout
 from dataflywheel.store.lease import Lease, Renewal
 from dataflywheel.store.store import Store
@@ -88,7 +89,42 @@ class Loop:
             step = self._retrain(now)
         if watched is not None:
             step = {**step, "watch": watched}
+        if step["action"] == "skipped" and self.value_due(now):
+            step = {**step, "value": self.measure_value()}
         return {**step, "queued": queued} if queued else step
+
+    def value_due(self, now: float) -> bool:
+        """A value-of-data measure is due in the server's loop (``isolated``; in-process loops,
+        such as the simulator's, never spend their time on it) when none is cached, or when the
+        cached one is older than ``value_interval_seconds`` and events arrived since."""
+        interval = self.settings.value_interval_seconds
+        if not self.isolated or interval <= 0 or self.registry.champion() is None:
+            return False
+        cached = load(cache_path(self.store, self.settings.artifacts_dir()))
+        if cached is None:
+            return True
+        fresh = now - float(cached.get("computed_at", 0.0)) < interval
+        return not fresh and cached["watermark"] != self.store.latest_event_id()
+
+    def measure_value(self) -> dict[str, Any]:
+        """Refresh the cached measure in a child process (it retrains many times: serving must
+        not wait on it); a failure is reported in the step, never raised."""
+        budget = self.settings.value_budget_seconds
+        command = [sys.executable, "-m", "dataflywheel.learn.value.job", "--budget", str(budget)]
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=self.child_command(budget)[1],
+                timeout=budget * 10 + 120,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": "the value-of-data measure exceeded ten times its budget"}
+        if done.returncode != 0:
+            return {"error": done.stderr.strip()[-500:]}
+        return dict(orjson.loads(done.stdout))
 
     def run_leased(self, ttl: float) -> dict[str, Any] | None:
         """:meth:`run_once` under the loop lease, renewed while the step runs; None when

@@ -23,6 +23,7 @@ from dataflywheel.insight.days import iso
 from dataflywheel.insight.health import high_signal, learning, perceivable, usage
 from dataflywheel.insight.kpis import data_span
 from dataflywheel.insight.rollups import refresh
+from dataflywheel.learn.value.cache import cache_path, load
 from dataflywheel.store.store import Store
 
 MIN_DAYS = 7
@@ -31,13 +32,40 @@ MIN_EVENTS = 1_000
 """... or events below which it is too small."""
 WINDOW_DAYS = 90
 """The most recent days of data the conditions look at."""
+VALUE_SLICE_KINDS = ("event_type", "strength", "labels")
+"""Slices of the value-of-data measure shown as condition 1's evidence (kinds of signal)."""
 
 
 def health(store: Store) -> dict[str, Any]:
     """The ``GET /v1/health/flywheel`` object."""
     refresh(store)
+    # The value of data is measured by the loop or `flywheel value`, never inside this call.
+    value = load(cache_path(store, store.settings.artifacts_dir()))
     with store.read() as conn:
-        return assess(conn, store.settings)
+        document = assess(conn, store.settings)
+    if value is not None:
+        _add_value_evidence(document, value, store.latest_event_id())
+    return document
+
+
+def _add_value_evidence(document: dict[str, Any], value: dict[str, Any], latest: int) -> None:
+    """Condition 1 gets which data carries value (per slice), condition 2 what the next
+    doubling of data is expected to add; both say which events the measure saw."""
+    measured = {"watermark": value["watermark"], "stale": value["watermark"] != latest}
+    slices = [
+        {key: row[key] for key in ("kind", "name", "delta", "low", "high", "verdict")}
+        for row in value.get("slices", [])
+        if row.get("kind") in VALUE_SLICE_KINDS
+    ]
+    for condition in document["conditions"]:
+        if condition["id"] == 1 and slices:
+            condition["evidence"]["value_by_slice"] = {**measured, "slices": slices}
+        elif condition["id"] == 2 and value.get("next_doubling"):
+            condition["evidence"]["value_of_more_data"] = {
+                **measured,
+                "next_doubling": value["next_doubling"],
+                "diminishing": value.get("diminishing"),
+            }
 
 
 def assess(conn: Connection, settings: Settings) -> dict[str, Any]:
