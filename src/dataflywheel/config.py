@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     max_candidates: int = Field(default=1_000, ge=1)
     content_text_weight: float = Field(default=0.5, ge=0)
     content_prior_weight: float = Field(default=0.1, ge=0)
+    # Off: items the champion has not seen wait for a retrain (the comparison baseline).
     content_cold_start: bool = True
     segment_attributes: list[str] = Field(default_factory=lambda: ["segment", "country"])
 

@@ -4,6 +4,7 @@ vectors kept incrementally, and segment popularity for users without events."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,17 @@ def test_a_new_item_reaches_its_genre_fans_on_the_next_request(trained: dfw.Flyw
     assert np.isfinite(fresh["score"]) and fresh["propensity"] == 1.0
     # A drama fan does not get it in their top 10: it is ranked by content, not pushed.
     assert "fresh" not in ids(trained.recommend("u1", 10))
+
+
+def test_with_content_cold_start_off_a_new_item_waits_for_a_retrain(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    with dfw.open(url, exploration={"name": "greedy"}, content_cold_start=False) as wheel:
+        catalogue(wheel)
+        wheel.train("itemknn", budget=5)
+        wheel.upsert_items(
+            [{"id": "fresh", "categories": ["action"], "attributes": {"title": "Quartz Voyage"}}]
+        )
+        assert "fresh" not in ids(wheel.recommend("u0", 40))
 
 
 def test_rank_returns_only_the_candidates_ranked(trained: dfw.Flywheel) -> None:

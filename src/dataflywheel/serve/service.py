@@ -335,7 +335,7 @@ class RecommendationService:
         (new, without metadata) are ranked last rather than left out (given candidates)."""
         arm, policy, route = self._arm(served, route)
         scores, consumed, personal = scored or self._scores(arm, user, allowed.size)
-        if personal and user is not None:
+        if personal and user is not None and self.settings.content_cold_start:
             self._score_unseen(arm, user, scores, allowed)
         if every:
             unscored = allowed & ~np.isfinite(scores)
