@@ -66,7 +66,7 @@ def _print(document: dict[str, Any]) -> None:
         f"{document['train_events']:,} training events, {document['holdout_users']:,} holdout "
         f"users, watermark {document['watermark']}"
     )
-    table = Table(title="learning curve (oldest share of the data first)")
+    table = Table(title="learning curve (a growing random share of the users)")
     for column in ("fraction", "events", "ndcg@10", "95% interval"):
         table.add_column(column, justify="right")
     for point in document["curve"]:
