@@ -40,12 +40,12 @@ def dashboard_data(
 ) -> dict[str, Any]:
     """Everything the dashboard draws, for [start, end] (default: all the data)."""
     low, high = parse_day(start, "from"), parse_day(end, "to")
+    verdict = health(store)  # refreshes the rollups first: the span below must include today's
     with store.read() as conn:
         span = data_span(conn)
     first = low if low is not None else span[0] if span else 0
     last = high if high is not None else span[1] if span else 0
     grain = "day" if last - first < MAX_DAY_ROWS else "week"
-    verdict = health(store)
     for condition in verdict["conditions"]:
         condition["views"] = views(condition.get("evidence") or {})
     document: dict[str, Any] = {
