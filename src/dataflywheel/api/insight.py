@@ -10,10 +10,10 @@ from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from dataflywheel.api.deps import require, wheel_of
+from dataflywheel.api.inspect import experiment_page, item_lookup, user_lookup
 from dataflywheel.insight import dashboard_data, health, kpis, render_page, render_report
 from dataflywheel.insight.dashboard import plotly_path
-from dataflywheel.insight.lookup import item_lookup, user_lookup
-from dataflywheel.insight.pages import experiment_page, experiments_page, models_page
+from dataflywheel.insight.pages import experiments_page, models_page
 
 router = APIRouter(tags=["insight"])
 

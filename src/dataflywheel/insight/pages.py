@@ -5,13 +5,12 @@ models page (registry, lifecycle transitions, audit log) and the experiments pag
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
 from dataflywheel.config import Settings
-from dataflywheel.experiments.report import experiment_status, experiment_timeline
 from dataflywheel.experiments.tables import experiments
 from dataflywheel.insight.days import DAY, iso
 from dataflywheel.insight.evidence_views import fmt
@@ -19,9 +18,6 @@ from dataflywheel.insight.quality import primary_metric, ratio, transitions
 from dataflywheel.learn.registry import Registry
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
-
-if TYPE_CHECKING:
-    from dataflywheel.wheel import Flywheel
 
 # The newest lists read for the slot chart: a bounded read whatever the store's size.
 SLOT_SAMPLE = 20_000
@@ -149,14 +145,3 @@ def experiments_page(store: Store, limit: int = 100) -> dict[str, Any]:
             .limit(limit)
         ).all()
     return {"rows": [dict(row._mapping) for row in rows]}
-
-
-def experiment_page(wheel: Flywheel, experiment_id: str, now: float) -> dict[str, Any]:
-    """The status of ``GET /v1/experiments/{id}`` with ``timeline``: the primary metric's
-    cumulative lift and its sequential interval at the end of each day since the start."""
-    wheel.flush()
-    rollout = wheel.loop.rollout
-    experiment = rollout.experiments.get(experiment_id)
-    status = experiment_status(wheel.store, experiment, rollout.config, now)
-    timeline = experiment_timeline(wheel.store, experiment, rollout.config, now)
-    return {**status, "timeline": timeline}

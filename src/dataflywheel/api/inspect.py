@@ -1,5 +1,6 @@
-"""Look up one user or one item for the dashboard: history, what was served, and a preview of
-the champion's ranking that is *not* logged as an impression.
+"""The dashboard's admin views that need the composed Flywheel: one user or one item (history,
+what was served, and a preview of the champion's ranking that is *not* logged as an
+impression), and one experiment with its lift over time.
 
 A dashboard lookup is not a user visit: logging it would put fake impressions into the
 off-policy data, the CTR and the health verdict. So the preview scores with the champion's
@@ -16,6 +17,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from dataflywheel.errors import NotFoundError
+from dataflywheel.experiments.report import experiment_status, experiment_timeline
 from dataflywheel.store import schema
 from dataflywheel.wheel import Flywheel
 
@@ -166,3 +168,14 @@ def item_lookup(wheel: Flywheel, item_id: str) -> dict[str, Any]:
         "strong_types": strong,
         "similar": wheel.similar(item_id, 10),
     }
+
+
+def experiment_page(wheel: Flywheel, experiment_id: str, now: float) -> dict[str, Any]:
+    """The status of ``GET /v1/experiments/{id}`` with ``timeline``: the primary metric's
+    cumulative lift and its sequential interval at the end of each day since the start."""
+    wheel.flush()
+    rollout = wheel.loop.rollout
+    experiment = rollout.experiments.get(experiment_id)
+    status = experiment_status(wheel.store, experiment, rollout.config, now)
+    timeline = experiment_timeline(wheel.store, experiment, rollout.config, now)
+    return {**status, "timeline": timeline}
