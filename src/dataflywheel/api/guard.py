@@ -227,10 +227,12 @@ def check_json(body: bytes, settings: Settings) -> None:
             raise nul_error(field)
 
 
-async def buffered(receive: Receive, settings: Settings) -> Receive:
-    """Read and check the body of a request for the full stack, then hand it on unchanged."""
+async def buffered(receive: Receive, settings: Settings, *, check: bool = True) -> Receive:
+    """Read and check the body of a request, then hand it on unchanged; ``check`` False only
+    bounds it, for a route that names the bad parts of its body itself (events, per event)."""
     body = await read_body(receive, settings.max_body_bytes)
-    check_json(body, settings)
+    if check:
+        check_json(body, settings)
     pending: Message | None = {"type": "http.request", "body": body, "more_body": False}
 
     async def replay() -> Message:

@@ -24,6 +24,7 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from dataflywheel.api.deps import bearer_key, require, wheel_of
+from dataflywheel.api.fast import Answer, FastRoute, FastTable, Handler, serve
 from dataflywheel.api.guard import check_json, read_body
 from dataflywheel.api.schemas import ERROR_RESPONSES
 from dataflywheel.decide.service import DEFAULT_DEPLOYMENT, DecisionService
@@ -351,38 +352,44 @@ def decisions_status(request: Request) -> dict[str, Any]:
     return {"deployments": [service.status(name) for name in service.names()]}
 
 
-_ANSWERED = tuple(
-    (
-        route.path_regex,
+def _fast(
+    endpoint: Callable[..., Coroutine[Any, Any, Response]], names: tuple[str, ...]
+) -> Handler:
+    async def handle(request: Request) -> Answer:
+        params = request.path_params
+        response = await endpoint(request, *[params[name] for name in names])
+        return response.status_code, bytes(response.body)
+
+    return handle
+
+
+def _render(exc: FlywheelError) -> Answer:
+    response = personalizer_error(exc)
+    return response.status_code, bytes(response.body)
+
+
+# A round is a rank and a reward call, and the stack costs more than the decision: those two
+# are answered from the fast table. Every POST route is listed, to keep routing order.
+FAST = tuple(
+    FastRoute(
+        "POST",
         route.path,
-        route.get_route_handler() if route.endpoint in (rank, reward) else None,
+        _fast(route.endpoint, tuple(p.name for p in route.dependant.path_params))
+        if route.endpoint in (rank, reward)
+        else None,
+        render=_render,
     )
     for route in personalizer_routes.routes
     if isinstance(route, PersonalizerRoute) and "POST" in (route.methods or ())
 )
-"""The POST routes in routing order: (path pattern, path, handler if rank or reward)."""
+_TABLE = FastTable(FAST)
 
 
 async def answer(app: Any, scope: AsgiScope, receive: Receive, send: Send) -> bool:
-    """Answer a rank or reward call without the middleware stack, with the same responses,
-    error bodies and request metrics as through it; False, sending nothing, for any other
-    request. A round is two such calls, and the stack costs more than the decision."""
-    if scope["type"] != "http" or scope["method"] != "POST":
-        return False
-    path = scope["path"]
-    found = next(((m, entry) for entry in _ANSWERED if (m := entry[0].match(path))), None)
+    """Answer a rank or reward call by the fast routes' wrapper; False, sending nothing, for
+    any other request (for an app that places these calls ahead of its own stack)."""
+    found = _TABLE.find(scope["method"], scope["path"]) if scope["type"] == "http" else None
     if found is None:
         return False
-    match, (_, route_path, handler) = found
-    if handler is None:
-        return False
-    scope["app"] = app
-    scope["path_params"] = match.groupdict()
-    status = 500
-    try:
-        response = await handler(Request(scope, receive))
-        status = response.status_code
-        await response(scope, receive, send)
-    finally:
-        app.state.metrics.requests.labels(route_path, f"{status // 100}xx").inc()
+    await serve(app, found, scope, receive, send, has_body=True)
     return True

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
+import pydantic
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
 
-from dataflywheel.api.deps import bearer_key, require, send_json, wheel_of
-from dataflywheel.api.schemas import ERROR_RESPONSES
-from dataflywheel.errors import FlywheelError, ValidationError
+from dataflywheel.api.deps import require, wheel_of
+from dataflywheel.api.fast import Answer, FastRoute
+from dataflywheel.api.schemas import ERROR_RESPONSES, invalid
 
 PATH = "/v1/recommendations"
 MAX_ID = 256
 MAX_K = 200
-_INTEGER = re.compile(r"\s*[+-]?\d{1,9}\s*")
+UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+K = Annotated[int, Field(ge=1, le=MAX_K)]
 router = APIRouter(tags=["recommendations"])
 _OPTIONS: dict[str, Any] = {
     "responses": ERROR_RESPONSES,
@@ -53,11 +53,18 @@ class ItemFilter(BaseModel):
     attributes: dict[str, Any] | None = None
 
 
+class RecommendationQuery(BaseModel):
+    """The query of ``GET /v1/recommendations`` (other parameters are ignored)."""
+
+    user_id: UserId
+    k: K = 10
+
+
 class RecommendationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=MAX_ID)
-    k: int | None = Field(None, ge=1, le=MAX_K, description="10; with candidates: all of them")
+    user_id: UserId
+    k: K | None = Field(None, description="10; with candidates: all of them")
     context: dict[str, Any] | None = None
     filter: ItemFilter | None = None
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
@@ -106,16 +113,47 @@ async def _recommend(request: Request, body: RecommendationIn) -> dict[str, Any]
     )
 
 
-@router.get("/v1/recommendations", response_model=RecommendationOut, **_OPTIONS)
+def query_of(raw: bytes) -> RecommendationQuery:
+    """The checked query of ``GET /v1/recommendations`` (of repeated parameters, the last)."""
+    try:
+        params = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+        return RecommendationQuery.model_validate(dict(params))
+    except pydantic.ValidationError as exc:
+        raise invalid(exc.errors()) from None
+
+
+async def _query(request: Request) -> RecommendationQuery:
+    return query_of(request.scope["query_string"])
+
+
+def _query_parameters() -> list[dict[str, Any]]:
+    """The query model as OpenAPI parameters (FastAPI does not document a dependency's)."""
+    schema = RecommendationQuery.model_json_schema()
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in schema.get("required", ()),
+            "schema": spec,
+        }
+        for name, spec in schema["properties"].items()
+    ]
+
+
+@router.get(
+    PATH,
+    response_model=RecommendationOut,
+    openapi_extra={"parameters": _query_parameters()},
+    **_OPTIONS,
+)
 async def get_recommendations(
-    request: Request,
-    user_id: Annotated[str, Query(min_length=1, max_length=MAX_ID)],
-    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    request: Request, query: Annotated[RecommendationQuery, Depends(_query)]
 ) -> dict[str, Any]:
     """Top-k items for a user (consumed items excluded); logged as an impression.
 
-    Served by :func:`answer` ahead of the middleware stack; this route documents it."""
-    return await _recommend(request, RecommendationIn(user_id=user_id, k=k))
+    Answered from the app's fast table by :func:`fast_recommendations`; this route documents
+    it and serves it when the table is off."""
+    return await _recommend(request, RecommendationIn(user_id=query.user_id, k=query.k))
 
 
 @router.post("/v1/recommendations", response_model=RecommendationOut, **_OPTIONS)
@@ -135,51 +173,19 @@ async def similar_items(
     return await run_in_threadpool(wheel.similar, item_id, k)
 
 
-def _query(raw: bytes) -> tuple[str, int]:
-    """``user_id`` and ``k`` from a query string, checked as the documented route checks them
-    (the last of repeated parameters wins; others are ignored)."""
-    params = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
-    user_id = params.get("user_id")
-    if user_id is None:
-        raise ValidationError("user_id: Field required", field="user_id")
-    if not 1 <= len(user_id) <= MAX_ID:
-        raise ValidationError(f"user_id: must be 1 to {MAX_ID} characters", field="user_id")
-    text = params.get("k")
-    if text is None:
-        return user_id, 10
-    if not _INTEGER.fullmatch(text):
-        raise ValidationError("k: Input should be a valid integer", field="k")
-    k = int(text)
-    if not 1 <= k <= MAX_K:
-        raise ValidationError(f"k: must be from 1 to {MAX_K}", field="k")
-    return user_id, k
-
-
-async def answer(app: Any, scope: Scope, receive: Receive, send: Send) -> bool:
-    """Answer ``GET /v1/recommendations`` without the middleware stack, with the same body,
-    errors and request metrics; False, sending nothing, for any other request.
+async def fast_recommendations(request: Request) -> Answer:
+    """``GET /v1/recommendations`` ahead of the middleware stack.
 
     The answer is computed on the event loop (a few hundred microseconds; a thread hop would
     cost a third of that). A due periodic check of the champion or the catalogue, which may
     load a model, runs first in a worker thread; requests arriving meanwhile are answered by
     the current model without waiting for it.
     """
-    if scope["path"] != PATH or scope["method"] != "GET":
-        return False
-    scope["app"] = app
-    state = app.state
-    status = 500
-    try:
-        state.keys.check(bearer_key(Request(scope)), "ingest")
-        user_id, k = _query(scope["query_string"])
-        wheel = state.wheel
-        if not wheel.serving.fresh():
-            await run_in_threadpool(wheel.serving.refresh)
-        status, payload = 200, orjson.dumps(wheel.recommend(user_id, k))
-    except FlywheelError as exc:
-        status, payload = exc.status, orjson.dumps(exc.to_dict())
-    try:
-        await send_json(send, status, payload)
-    finally:
-        state.metrics.requests.labels(PATH, f"{status // 100}xx").inc()
-    return True
+    query = query_of(request.scope["query_string"])
+    wheel = wheel_of(request)
+    if not wheel.serving.fresh():
+        await run_in_threadpool(wheel.serving.refresh)
+    return 200, orjson.dumps(wheel.recommend(query.user_id, query.k))
+
+
+FAST = (FastRoute("GET", PATH, fast_recommendations),)

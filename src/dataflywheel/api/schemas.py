@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dataflywheel.errors import ValidationError
+from dataflywheel.ingest import contract
+
+_Id = Annotated[str, Field(min_length=1, max_length=contract.MAX_ID_LENGTH)]
+
 
 class EventIn(BaseModel):
-    """One event (validated by :mod:`dataflywheel.ingest.validate`, documented here)."""
+    """One event, documented from :mod:`dataflywheel.ingest.contract` (which checks it)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str | None = Field(None, description="Client-chosen id; retries with it are no-ops")
-    user_id: str
-    item_id: str | None = None
-    type: str = Field(description="An event type configured under [signals]")
-    value: float = 1.0
-    timestamp: str | float | None = Field(None, description="RFC 3339 or epoch seconds")
-    recommendation_id: str | None = None
+    event_id: _Id | None = Field(None, description=contract.DESCRIPTIONS["event_id"])
+    user_id: _Id
+    item_id: _Id | None = None
+    type: Annotated[str, Field(min_length=1, max_length=contract.TYPE_MAX_LENGTH)] = Field(
+        description=contract.DESCRIPTIONS["type"]
+    )
+    value: float = Field(contract.DEFAULT_VALUE, description=contract.DESCRIPTIONS["value"])
+    timestamp: str | Annotated[float, Field(ge=contract.MIN_TIMESTAMP)] | None = Field(
+        None, description=contract.DESCRIPTIONS["timestamp"]
+    )
+    recommendation_id: _Id | None = None
     context: dict[str, Any] | None = None
 
 
@@ -89,3 +99,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "Request too large"},
     422: {"model": ErrorOut, "description": "Invalid input"},
 }
+
+
+def invalid(errors: Sequence[Mapping[str, Any]]) -> ValidationError:
+    """The first of pydantic's errors as the API reports bad input (``field: reason``): for
+    request bodies (the app's handler) and for the query models of the fast routes alike."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    field = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    return ValidationError(f"{field}: {first['msg']}", field=field)

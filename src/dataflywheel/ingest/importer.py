@@ -26,13 +26,10 @@ from sqlalchemy import Connection
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
+from dataflywheel.ingest import contract
 from dataflywheel.ingest.columns import as_strings, column, floats, has_nul, timestamps
-from dataflywheel.ingest.validate import (
-    MIN_TIMESTAMP,
-    TYPE_MAX_LENGTH,
-    parse_timestamp,
-    utc_day,
-)
+from dataflywheel.ingest.contract import settle
+from dataflywheel.ingest.validate import parse_timestamp, utc_day
 from dataflywheel.store.bulk import (
     EventColumns,
     GeneratedIds,
@@ -54,6 +51,9 @@ CSV_BLOCK_BYTES = 4 << 20
 # loses only its open transaction and, re-run, skips what was committed.
 COMMIT_ROWS = 500_000
 MAX_REPORTED_ERRORS = 20
+# A row error's message, or how to get it from the row's index in its batch: the message of the
+# contract's own check of that cell, computed for the few reported rows only.
+Reason = str | Callable[[int], str]
 EVENT_COLUMNS = (
     "event_id",
     "user_id",
@@ -76,10 +76,12 @@ class ImportResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
-    def reject(self, rows: np.ndarray, offset: int, field_name: str, reason: str) -> None:
+    def reject(self, rows: np.ndarray, offset: int, field_name: str, reason: Reason) -> None:
+        """Count ``rows`` (of the batch) as rejected; only the reported ones get a message."""
         self.rejected += len(rows)
         for row in rows[: max(0, MAX_REPORTED_ERRORS - len(self.errors))]:
-            self.errors.append({"row": int(row) + offset + 1, "field": field_name, "error": reason})
+            error = reason if isinstance(reason, str) else reason(int(row))
+            self.errors.append({"row": int(row) + offset + 1, "field": field_name, "error": error})
 
     def to_dict(self) -> dict[str, Any]:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
@@ -219,8 +221,8 @@ class EventImporter:
             raise ValidationError(
                 f"cannot map {sorted(unknown)[0]!r}: not an event field", field="map"
             )
-        if default_type is not None and default_type not in self.settings.signals:
-            raise ValidationError(f"unknown event type {default_type!r}", field="type")
+        if default_type is not None:
+            contract.check_type(default_type, self.settings)
         prefix = _fingerprint(path)
         result = ImportResult()
         started = time.perf_counter()
@@ -267,11 +269,32 @@ class EventImporter:
         outcome = ImportResult()
         ok = np.ones(n, dtype=bool)
 
-        def invalid(mask: np.ndarray, field_name: str, reason: str) -> None:
+        def invalid(mask: np.ndarray, field_name: str, reason: Reason) -> None:
             bad = mask & ok
             if bad.any():
                 outcome.reject(np.flatnonzero(bad), offset, field_name, reason)
                 ok[bad] = False
+
+        settings = self.settings
+        max_len = settings.max_id_length
+
+        def strings_of(array: pa.Array) -> Callable[[int], Any]:
+            return lambda i: as_strings(array)[i].as_py()
+
+        def check_ids(field_name: str, strings: pa.Array, *, required: bool, empty: bool) -> None:
+            """Lengths and NUL; ``empty``: an empty cell means no id (one is generated)."""
+            length = pc.utf8_length(strings).fill_null(-1).to_numpy(zero_copy_only=False)
+            if required:
+                invalid(length == -1, field_name, contract.IS_REQUIRED)
+            bad = (length > max_len) | has_nul(strings)
+            if not empty:
+                bad |= length == 0
+            invalid(bad, field_name, lambda i: cell_message(field_name, strings[i].as_py()))
+
+        def cell_message(field_name: str, cell: Any) -> str:
+            return contract.message_of(
+                lambda: contract.check_id(cell, field_name, max_len), contract.IS_REQUIRED
+            )
 
         users_col = column(batch, mapping, "user_id")
         if users_col is None:
@@ -279,24 +302,11 @@ class EventImporter:
                 "the file has no user_id column (use --map user_id=COLUMN)", field="user_id"
             )
         users = as_strings(users_col)
-        max_len = self.settings.max_id_length
-        user_len = pc.utf8_length(users).fill_null(0).to_numpy(zero_copy_only=False)
-        invalid(
-            (user_len == 0) | (user_len > max_len), "user_id", f"must be 1 to {max_len} characters"
-        )
-        invalid(has_nul(users), "user_id", "must not contain NUL characters")
-
+        check_ids("user_id", users, required=True, empty=False)
         items_col = column(batch, mapping, "item_id")
         items = as_strings(items_col) if items_col is not None else None
         if items is not None:
-            # A missing item is allowed (user-level events); an empty or too long one is not.
-            item_len = pc.utf8_length(items).fill_null(1).to_numpy(zero_copy_only=False)
-            invalid(
-                (item_len == 0) | (item_len > max_len),
-                "item_id",
-                f"must be 1 to {max_len} characters",
-            )
-            invalid(has_nul(items), "item_id", "must not contain NUL characters")
+            check_ids("item_id", items, required=False, empty=False)
 
         types_col = column(batch, mapping, "type")
         types: pa.Array | str
@@ -304,52 +314,70 @@ class EventImporter:
             if default_type is None:
                 raise ValidationError("the file has no type column; pass --type TYPE", field="type")
             types = default_type
-            if len(default_type) > TYPE_MAX_LENGTH:
-                invalid(ok, "type", f"must be 1 to {TYPE_MAX_LENGTH} characters")
+            contract.check_type(contract.check_id(default_type, "type", max_len), settings)
         else:
             types = as_strings(types_col)
-            type_len = pc.utf8_length(types).fill_null(0).to_numpy(zero_copy_only=False)
-            invalid(
-                (type_len == 0) | (type_len > TYPE_MAX_LENGTH),
-                "type",
-                f"must be 1 to {TYPE_MAX_LENGTH} characters",
-            )
-            if not self.settings.accept_unknown_types:
-                known = pa.array(sorted(self.settings.signals), pa.string())
-                invalid(
-                    ~pc.is_in(types, value_set=known)
-                    .fill_null(False)
-                    .to_numpy(zero_copy_only=False),
-                    "type",
-                    "unknown event type; configure it under [signals]",
+            type_len = pc.utf8_length(types).fill_null(-1).to_numpy(zero_copy_only=False)
+            invalid(type_len == -1, "type", contract.IS_REQUIRED)
+            bad_type = (type_len == 0) | (type_len > contract.TYPE_MAX_LENGTH) | has_nul(types)
+            if not settings.accept_unknown_types:
+                known = pa.array(sorted(settings.signals), pa.string())
+                bad_type |= ~pc.is_in(types, value_set=known).fill_null(False).to_numpy(
+                    zero_copy_only=False
                 )
+            type_cells = types
+
+            def type_message(i: int) -> str:
+                cell = type_cells[i].as_py()
+                return contract.message_of(
+                    lambda: contract.check_type(contract.check_id(cell, "type", max_len), settings),
+                    contract.length_message(contract.TYPE_MAX_LENGTH),
+                )
+
+            invalid(bad_type, "type", type_message)
+
+        def type_of(i: int) -> str:
+            return types if isinstance(types, str) else str(types[i].as_py())
 
         values_col = column(batch, mapping, "value")
         values = np.ones(n) if values_col is None else floats(values_col, default=1.0)
-        invalid(~np.isfinite(values), "value", "must be a finite number")
-        low, high = _value_bounds(self.settings, types)
-        invalid(
-            (values < low) | (values > high),
-            "value",
-            "is outside the bounds of its type (setting value_bounds)",
-        )
+        low, high = _value_bounds(settings, types)
+        value_cell = strings_of(values_col) if values_col is not None else None
+
+        def value_message(i: int) -> str:
+            # A cell that is not a number is checked as the text it is.
+            value = values[i] if np.isfinite(values[i]) or value_cell is None else value_cell(i)
+            return contract.message_of(
+                lambda: contract.check_value(value, type_of(i), settings), contract.NOT_NUMBER
+            )
+
+        invalid(~np.isfinite(values) | (values < low) | (values > high), "value", value_message)
 
         ts_col = column(batch, mapping, "timestamp")
         stamps = np.full(n, now) if ts_col is None else timestamps(ts_col)
+        stamp_cell = strings_of(ts_col) if ts_col is not None else None
+
+        def stamp_message(i: int) -> str:
+            # Unparsable cells are reported as their text; a missing one is not a time either.
+            stamp: Any = (
+                stamps[i] if np.isfinite(stamps[i]) or stamp_cell is None else stamp_cell(i)
+            )
+            return contract.message_of(
+                lambda: contract.check_timestamp(stamp, now, settings), contract.NOT_TIME
+            )
+
         invalid(
-            ~np.isfinite(stamps) | (stamps < MIN_TIMESTAMP),
+            ~np.isfinite(stamps)
+            | (stamps < contract.MIN_TIMESTAMP)
+            | (stamps > now + settings.max_future_seconds),
             "timestamp",
-            "missing or not a time after 1990",
+            stamp_message,
         )
-        invalid(stamps > now + self.settings.max_future_seconds, "timestamp", "is in the future")
 
         for name in ("event_id", "recommendation_id"):
             optional = column(batch, mapping, name)
             if optional is not None:
-                strings = as_strings(optional)
-                length = pc.utf8_length(strings).fill_null(0).to_numpy(zero_copy_only=False)
-                invalid(length > max_len, name, f"must be at most {max_len} characters")
-                invalid(has_nul(strings), name, "must not contain NUL characters")
+                check_ids(name, as_strings(optional), required=False, empty=True)
 
         chunk = _Prepared(rows=n, now=now, outcome=outcome)
         kept = int(ok.sum())
@@ -419,9 +447,10 @@ class EventImporter:
                     recommendation_id=chunk.recommendation_ids,
                 ),
             )
-        store.record_ingest(conn, utc_day(now), inserted, kept - inserted, outcome.rejected)
-        result.accepted += inserted
-        result.duplicates += kept - inserted
+        accepted, duplicates = settle(kept, inserted)
+        store.record_ingest(conn, utc_day(now), accepted, duplicates, outcome.rejected)
+        result.accepted += accepted
+        result.duplicates += duplicates
 
 
 class _Ahead:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from dataflywheel.errors import ValidationError
+from dataflywheel.ingest.contract import settle
 from dataflywheel.ingest.validate import Event, EventValidator, utc_day
 from dataflywheel.store import notify
 from dataflywheel.store.bulk import EventRow, insert_event_batches
@@ -42,6 +43,10 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def settle(self, kept: int, inserted: int) -> None:
+        """Count ``kept`` valid events of which ``inserted`` were new."""
+        self.accepted, self.duplicates = settle(kept, inserted)
 
     def to_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -78,9 +83,7 @@ class Ingestor:
         """Validate and store ``raw_events``; returns once the valid ones are committed."""
         now = time.time()
         valid, result = self.validate(raw_events, now)
-        inserted = self.commit([Batch(valid, len(result.rejected), now)])[0]
-        result.accepted = inserted
-        result.duplicates = len(valid) - inserted
+        result.settle(len(valid), self.commit([Batch(valid, len(result.rejected), now)])[0])
         return result
 
     def commit(self, batches: Sequence[Batch]) -> list[int]:
@@ -100,8 +103,9 @@ class Ingestor:
             inserted = insert_event_batches(conn, [_rows(batch, users, items) for batch in batches])
             for batch, new in zip(batches, inserted, strict=True):
                 counts = per_day.setdefault(utc_day(batch.received_at), [0, 0, 0])
-                counts[0] += new
-                counts[1] += len(batch.events) - new
+                accepted, duplicates = settle(len(batch.events), new)
+                counts[0] += accepted
+                counts[1] += duplicates
                 counts[2] += batch.rejected
             # One counter update per day, not per request: a group can hold many requests.
             for day, (accepted, duplicates, rejected) in per_day.items():

@@ -2,11 +2,11 @@
 
 Hand-written rather than a pydantic model per event because it is the ingestion hot path
 (100 000 events/s) and a bad event must be reported without rejecting its valid neighbours.
+The rules and messages themselves live in :mod:`~dataflywheel.ingest.contract`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from datetime import UTC, datetime
@@ -17,14 +17,12 @@ import orjson
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
+from dataflywheel.ingest import contract
+from dataflywheel.ingest.contract import MIN_TIMESTAMP as MIN_TIMESTAMP
+from dataflywheel.ingest.contract import TYPE_MAX_LENGTH as TYPE_MAX_LENGTH
+from dataflywheel.ingest.contract import parse_timestamp as parse_timestamp
 
-FIELDS = frozenset(
-    {"event_id", "user_id", "item_id", "type", "value", "timestamp", "recommendation_id", "context"}
-)
-# The width of events.type: PostgreSQL refuses longer values (SQLite would store them).
-TYPE_MAX_LENGTH = 64
-# Earliest accepted timestamp (1990-01-01): older ones are almost always unit mistakes.
-MIN_TIMESTAMP = 631_152_000.0
+FIELDS = frozenset(contract.FIELDS)
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):
@@ -45,29 +43,6 @@ def new_event_id(now: float) -> str:
     return f"{int(now * 1_000_000):014x}{os.urandom(9).hex()}"
 
 
-def parse_timestamp(raw: Any, field: str = "timestamp") -> float:
-    """RFC 3339 string or epoch seconds → epoch seconds."""
-    if isinstance(raw, bool):
-        raise ValidationError("must be an RFC 3339 string or epoch seconds", field=field)
-    if isinstance(raw, int | float):
-        ts = float(raw)
-    elif isinstance(raw, str):
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise ValidationError(
-                f"{raw[:40]!r} is not an RFC 3339 timestamp", field=field
-            ) from None
-        if parsed.tzinfo is None:
-            raise ValidationError("RFC 3339 timestamp needs a UTC offset or Z", field=field)
-        ts = parsed.timestamp()
-    else:
-        raise ValidationError("must be an RFC 3339 string or epoch seconds", field=field)
-    if not math.isfinite(ts) or ts < MIN_TIMESTAMP:
-        raise ValidationError("must be a time after 1990-01-01", field=field)
-    return ts
-
-
 class EventValidator:
     """Checks raw event objects against the settings (types, limits, clock skew)."""
 
@@ -78,59 +53,24 @@ class EventValidator:
         value = raw.get(field)
         if value is None:
             if required:
-                raise ValidationError("is required", field=field)
+                raise ValidationError(contract.IS_REQUIRED, field=field)
             return None
-        if not isinstance(value, str):
-            raise ValidationError(f"must be a string, got {type(value).__name__}", field=field)
-        if not value or len(value) > self.settings.max_id_length:
-            raise ValidationError(
-                f"must be 1 to {self.settings.max_id_length} characters", field=field
-            )
-        if "\x00" in value:
-            # PostgreSQL text cannot hold NUL; refusing it everywhere keeps both stores alike.
-            raise ValidationError("must not contain NUL characters", field=field)
-        return value
+        return contract.check_id(value, field, self.settings.max_id_length)
 
     def check_type(self, event_type: str) -> None:
-        if event_type not in self.settings.signals and not self.settings.accept_unknown_types:
-            raise ValidationError(
-                f"unknown event type {event_type!r}; configure it under [signals]", field="type"
-            )
-        if len(event_type) > TYPE_MAX_LENGTH:
-            raise ValidationError(f"must be 1 to {TYPE_MAX_LENGTH} characters", field="type")
+        contract.check_type(event_type, self.settings)
 
     def check_value(self, value: float, event_type: str) -> None:
-        """Finite and within the type's ``value_bounds`` (HTTP, import and Python alike)."""
-        if not math.isfinite(value):
-            raise ValidationError("must be a finite number", field="value")
-        low, high = self.settings.value_bound(event_type)
-        if not low <= value <= high:
-            raise ValidationError(
-                f"{value:g} is outside [{low:g}, {high:g}] for type {event_type!r} "
-                "(setting value_bounds)",
-                field="value",
-            )
+        contract.check_value(value, event_type, self.settings)
 
     def common_value_bound(self) -> tuple[float, float]:
-        """Values within the bounds of every type (what the HTTP fast path lets through)."""
-        bounds = [*self.settings.value_bounds.values(), self.settings.value_bound("")]
-        return max(low for low, _ in bounds), min(high for _, high in bounds)
+        return contract.common_value_bound(self.settings)
 
     def check_timestamp(self, raw: Any, now: float) -> float:
-        timestamp = parse_timestamp(raw)
-        if timestamp > now + self.settings.max_future_seconds:
-            raise ValidationError(
-                f"is {timestamp - now:.0f} s in the future "
-                f"(limit {self.settings.max_future_seconds:.0f} s)",
-                field="timestamp",
-            )
-        return timestamp
+        return contract.check_timestamp(raw, now, self.settings)
 
     def check_context_size(self, size: int) -> None:
-        if size > self.settings.max_context_bytes:
-            raise ValidationError(
-                f"is {size} bytes (limit {self.settings.max_context_bytes})", field="context"
-            )
+        contract.check_context_size(size, self.settings)
 
     def check_context_depth(self, raw: bytes) -> None:
         check_depth(raw, self.settings.max_json_depth, field="context")
@@ -147,10 +87,9 @@ class EventValidator:
         event_type = self._string(raw, "type", required=True)
         assert user_id is not None and event_type is not None
         self.check_type(event_type)
-        value = raw.get("value", 1.0)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError("must be a number", field="value")
-        self.check_value(value, event_type)
+        value = contract.check_value(
+            raw.get("value", contract.DEFAULT_VALUE), event_type, self.settings
+        )
         timestamp = now
         if raw.get("timestamp") is not None:
             timestamp = self.check_timestamp(raw["timestamp"], now)
@@ -159,7 +98,7 @@ class EventValidator:
         context_json: str | None = None
         if context is not None:
             if not isinstance(context, dict):
-                raise ValidationError("must be a JSON object", field="context")
+                raise ValidationError(contract.NOT_OBJECT, field="context")
             try:
                 encoded = orjson.dumps(context)
             except TypeError as exc:
@@ -173,7 +112,7 @@ class EventValidator:
             user_id=user_id,
             item_id=item_id,
             type=event_type,
-            value=float(value),
+            value=value,
             timestamp=timestamp,
             recommendation_id=recommendation_id,
             context=context_json,

@@ -13,16 +13,10 @@ import msgspec
 
 from dataflywheel.config import Settings
 from dataflywheel.errors import ValidationError
-from dataflywheel.ingest.validate import (
-    MIN_TIMESTAMP,
-    TYPE_MAX_LENGTH,
-    Event,
-    EventValidator,
-    TooDeep,
-    new_event_id,
-)
+from dataflywheel.ingest.contract import MAX_ID_LENGTH, MIN_TIMESTAMP, NOT_OBJECT, TYPE_MAX_LENGTH
+from dataflywheel.ingest.validate import Event, EventValidator, TooDeep, new_event_id
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 _NULL = msgspec.Raw(b"null")
 
 
@@ -50,7 +44,7 @@ def decode_batch(
     """Valid events and rejections of a well-typed body, or None when the body needs the
     per-event path (a type error somewhere, ids longer than the configured limit, or an
     escaped NUL character, which JSON can only spell ``\\u0000``)."""
-    if settings.max_id_length < 256 or b"\\u0000" in body:
+    if settings.max_id_length < MAX_ID_LENGTH or b"\\u0000" in body:
         return None
     try:
         batch = _decoder.decode(body)
@@ -112,7 +106,7 @@ def _check(wire: WireEvent, validator: EventValidator, now: float) -> Event:
     raw = bytes(wire.context)
     if raw != b"null":
         if not raw.lstrip().startswith(b"{"):
-            raise ValidationError("must be a JSON object", field="context")
+            raise ValidationError(NOT_OBJECT, field="context")
         validator.check_context_size(len(raw))
         validator.check_context_depth(raw)
         context = raw.decode()
