@@ -52,6 +52,8 @@ function experimentDetail(exp) {
     error_x: { type: "data", symmetric: false, array: withResult.map((a) => a.result.high - a.result.lift), arrayminus: withResult.map((a) => a.result.lift - a.result.low) },
     marker: { size: 10, color: COLORS.blue }, name: "lift",
   }], { hovermode: "closest", showlegend: false, height: 130 + 40 * withResult.length, margin: { l: 100, r: 16, t: 8, b: 44 }, xaxis: { zeroline: true, zerolinecolor: COLORS.red, title: { text: `lift in ${exp.metric || "metric"} vs control (95 % interval)` } }, yaxis: { type: "category" } });
+  // The card's box takes the plot's own height (the default .chart box would leave a gap).
+  if (lift.classList && lift.classList.contains("chart")) lift.style.height = `${130 + 40 * withResult.length}px`;
   const d = exp.decision || {};
   const srm = exp.srm;
   const guards = analysis.flatMap((a) => (a.guardrails || []).map((g) => [a.arm, g.metric || g.name || "guardrail", g.passed ? "passed" : "failed", g.error || ""]));
