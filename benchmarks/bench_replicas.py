@@ -143,6 +143,25 @@ def decisions(n: int, tag: str) -> tuple[list[bytes], list[bytes]]:
     return ranks, rewards
 
 
+def reward_outcomes(url: str, prefix: str, sent: int, wait: float = 15.0) -> tuple[int, int]:
+    """Rewards not learned (lost) and rewards counted or learned more than once (duplicated),
+    once the learner's owner has applied what other replicas received (a few seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT rewards, outcome, learned_seq FROM decision_events WHERE event_id LIKE %s",
+                (f"{prefix}%",),
+            ).fetchall()
+        learned = [r for r in rows if r[1] == "rewarded" and r[2] is not None]
+        if len(learned) >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    seqs = [r[2] for r in learned]
+    duplicated = sum(1 for r in rows if r[0] > 1) + len(seqs) - len(set(seqs))
+    return sent - len(learned), duplicated
+
+
 def split(requests: list[bytes], parts: int, shift: int = 0) -> list[list[bytes]]:
     """Request ``k`` goes to replica ``(k + shift) % parts``."""
     return [requests[(p - shift) % parts :: parts] for p in range(parts)]
@@ -224,10 +243,14 @@ def run_replicas(url: str, n: int, args: argparse.Namespace) -> None:
             pids = [p.pid for p in processes]
             ranked = measure(ports, pids, split(ranks, n), args.connections)
             rewarded = measure(ports, pids, split(rewards, n, shift=1), args.connections)
-            for what, m in (("rank", ranked), ("reward (next replica)", rewarded)):
+            lost, duplicated = reward_outcomes(url, f"r{n}-d", len(rewards))
+            for what, m, counts in (
+                ("rank", ranked, "| |"),
+                ("reward (next replica)", rewarded, f"{lost} | {duplicated} |"),
+            ):
                 print(
                     f"| {n} {what} | {m['rate']:.0f} | {m['p50']:.1f} | {m['p99']:.1f} | "
-                    f"{m['cpu_ms']:.2f} | | |"
+                    f"{m['cpu_ms']:.2f} | {counts}"
                 )
     finally:
         for process in processes:
