@@ -101,8 +101,9 @@ class Flywheel:
         event = self.ingestor.validator.validate(
             {k: v for k, v in raw.items() if v is not None}, now
         )
-        inserted = self.ingestor.commit([Batch([event], 0, now)])[0]
-        return IngestResult(accepted=inserted, duplicates=1 - inserted)
+        result = IngestResult()
+        result.settle(1, self.ingestor.commit([Batch([event], 0, now)])[0])
+        return result
 
     def track_many(self, events: Iterable[Mapping[str, Any]]) -> IngestResult:
         """Record many events (same shape as the HTTP API); invalid ones are reported."""
