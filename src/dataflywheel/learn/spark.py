@@ -19,15 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
 from dataflywheel.errors import TrainingError
-from dataflywheel.evaluation.ranking import ranking_metrics
-from dataflywheel.learn.matrix import build_matrix
 from dataflywheel.learn.models.ials import IALS
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import Snapshot, take_snapshot
-from dataflywheel.learn.trainer import HOLDOUT_FRACTION, MIN_EVENTS, Holdout, K
+from dataflywheel.learn.trainer import HOLDOUT_FRACTION, MIN_EVENTS, Holdout
 from dataflywheel.store.store import Store
 
 if TYPE_CHECKING:
@@ -134,27 +131,6 @@ def _fit_item_factors(
     return factors
 
 
-def _score(model: IALS, holdout: Holdout) -> dict[str, float]:
-    """The model's ranking metrics on the holdout, users folded in from their training rows."""
-    ev, valid = holdout.events, holdout.valid
-    train = build_matrix(
-        ev.user_idx[~valid],
-        ev.item_idx[~valid],
-        ev.weight[~valid],
-        ev.timestamp[~valid],
-        n_users=holdout.n_users,
-        n_items=holdout.n_items,
-    )
-    seen = (train > 0).astype(np.float32)
-    heldout = sp.csr_matrix(
-        (np.ones(int(valid.sum()), np.float32), (ev.user_idx[valid], ev.item_idx[valid])),
-        shape=(holdout.n_users, holdout.n_items),
-    )
-    users = np.flatnonzero(heldout.getnnz(axis=1))
-    ids, _ = model.recommend(train[users], K, exclude=seen[users])
-    return ranking_metrics(ids, heldout[users], seen, K)
-
-
 class SparkTrainer:
     """Snapshot → Parquet → Spark ALS (holdout fit, then full fit) → an ``ials`` version."""
 
@@ -198,7 +174,9 @@ class SparkTrainer:
                     events.where("NOT heldout"), snapshot.n_items, ALS_PARAMS, seed
                 )
                 stages.done("fit on the training part")
-                metrics = _score(IALS.from_item_factors(trial, **params), holdout)
+                metrics = holdout.score(
+                    IALS.from_item_factors(trial, **params), holdout.train_matrix()
+                )
                 stages.done("holdout evaluation")
                 factors = _fit_item_factors(events, snapshot.n_items, ALS_PARAMS, seed)
                 stages.done("fit on all events")

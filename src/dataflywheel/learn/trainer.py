@@ -18,7 +18,7 @@ from dataflywheel.errors import TrainingError, ValidationError
 from dataflywheel.evaluation.ranking import ranking_metrics
 from dataflywheel.evaluation.splits import per_user_temporal
 from dataflywheel.learn.matrix import build_matrix
-from dataflywheel.learn.models import MODELS, create
+from dataflywheel.learn.models import MODELS, Recommender, create
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.search import search
 from dataflywheel.learn.snapshot import EventArrays, Snapshot, take_snapshot
@@ -52,28 +52,37 @@ class Holdout:
         self, name: str, params: dict[str, Any], matrix: dict[str, Any]
     ) -> dict[str, float]:
         """Fit the configuration on the training part and score it on the held-out part."""
+        train = self.train_matrix(matrix)
+        started = time.monotonic()
+        model = create(name, **params).fit(train)
+        fit_seconds = time.monotonic() - started
+        return {**self.score(model, train), "fit_seconds": fit_seconds}
+
+    def train_matrix(self, matrix: dict[str, Any] | None = None) -> sp.csr_matrix:
+        """The training part's weighted matrix (``matrix``: build_matrix's recency options)."""
         ev, valid = self.events, self.valid
-        train = build_matrix(
+        return build_matrix(
             ev.user_idx[~valid],
             ev.item_idx[~valid],
             ev.weight[~valid],
             ev.timestamp[~valid],
             n_users=self.n_users,
             n_items=self.n_items,
-            **matrix,
+            **(matrix or {}),
         )
+
+    def score(self, model: Recommender, train: sp.csr_matrix) -> dict[str, float]:
+        """Ranking metrics of a fitted model on the held-out part, each user folded in from
+        their training row (a model fitted elsewhere, e.g. on Spark, is scored the same way)."""
+        ev, valid = self.events, self.valid
         seen = (train > 0).astype(np.float32)
         heldout = sp.csr_matrix(
             (np.ones(int(valid.sum()), np.float32), (ev.user_idx[valid], ev.item_idx[valid])),
             shape=(self.n_users, self.n_items),
         )
         users = np.flatnonzero(heldout.getnnz(axis=1))
-        started = time.monotonic()
-        model = create(name, **params).fit(train)
-        fit_seconds = time.monotonic() - started
         ids, _ = model.recommend(train[users], K, exclude=seen[users])
-        metrics = ranking_metrics(ids, heldout[users], seen, K)
-        return {**metrics, "fit_seconds": fit_seconds}
+        return ranking_metrics(ids, heldout[users], seen, K)
 
 
 class Trainer:
