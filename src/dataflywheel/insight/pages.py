@@ -14,7 +14,7 @@ from dataflywheel.config import Settings
 from dataflywheel.experiments.tables import experiments
 from dataflywheel.insight.days import DAY, iso
 from dataflywheel.insight.evidence_views import fmt
-from dataflywheel.insight.quality import primary_metric, ratio, transitions
+from dataflywheel.insight.quality import clicked_slots, primary_metric, ratio, transitions
 from dataflywheel.learn.registry import Registry
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
@@ -28,23 +28,14 @@ def slots_by_day(conn: Connection, settings: Settings, low: int, high: int) -> l
     """Per day, click-through of the slots the model chose (propensity ≥ 0.5) and of the slots
     exploration filled (propensity < 0.5), over the newest ``SLOT_SAMPLE`` model-served lists
     in [low, high] (the same split as health condition 3)."""
-    i, e = schema.impressions.c, schema.events.c
+    i = schema.impressions.c
     lists = conn.execute(
         select(i.recommendation_id, i.ts, i.item_ids, i.propensities)
         .where(i.model_version.is_not(None), i.ts >= low * DAY, i.ts < (high + 1) * DAY)
         .order_by(i.id.desc())
         .limit(SLOT_SAMPLE)
     ).all()
-    positive = [name for name, signal in settings.signals.items() if signal.weight > 0]
-    clicked: set[tuple[str, str]] = set()
-    ids = [row[0] for row in lists]
-    for start in range(0, len(ids), 500):
-        found = conn.execute(
-            select(e.recommendation_id, schema.items.c.item_id)
-            .join(schema.items, schema.items.c.idx == e.item_idx)
-            .where(e.recommendation_id.in_(ids[start : start + 500]), e.type.in_(positive))
-        ).all()
-        clicked.update((str(r), str(item)) for r, item in found)
+    clicked = clicked_slots(conn, settings, [row[0] for row in lists])
     # day -> [model slots, model clicks, exploration slots, exploration clicks]
     days: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for rec, ts, raw_items, raw_props in lists:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from dataflywheel.config import Settings
 from dataflywheel.insight import tables as T
 from dataflywheel.insight.days import iso
 from dataflywheel.store import schema
@@ -148,3 +149,23 @@ def ratio(numerator: float | None, denominator: float | None, digits: int = 4) -
     if not denominator:
         return None
     return round(float(numerator or 0) / float(denominator), digits)
+
+
+def clicked_slots(
+    conn: Connection, settings: Settings, recommendation_ids: list[str]
+) -> set[tuple[str, str]]:
+    """The (recommendation id, item id) pairs of the given lists that got positive feedback."""
+    e, items = schema.events.c, schema.items.c
+    positive = [name for name, signal in settings.signals.items() if signal.weight > 0]
+    clicked: set[tuple[str, str]] = set()
+    for start in range(0, len(recommendation_ids), 500):
+        found = conn.execute(
+            select(e.recommendation_id, items.item_id)
+            .join(schema.items, items.idx == e.item_idx)
+            .where(
+                e.recommendation_id.in_(recommendation_ids[start : start + 500]),
+                e.type.in_(positive),
+            )
+        ).all()
+        clicked.update((str(r), str(item)) for r, item in found)
+    return clicked

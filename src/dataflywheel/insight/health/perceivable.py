@@ -22,7 +22,7 @@ from dataflywheel.config import Settings
 from dataflywheel.insight import tables as T
 from dataflywheel.insight.days import DAY
 from dataflywheel.insight.health.common import ALPHA, Condition, two_proportions
-from dataflywheel.insight.quality import ratio, version_key
+from dataflywheel.insight.quality import clicked_slots, ratio, version_key
 from dataflywheel.store import schema
 
 PERCEIVABLE_LIFT = 0.05
@@ -263,23 +263,14 @@ def _model_vs_exploration(
     clear lift means users perceive the model's choices as better than the alternative. Unlike
     CTR across versions it does not drift down as users exhaust their best items.
     """
-    i, e = schema.impressions.c, schema.events.c
+    i = schema.impressions.c
     lists = conn.execute(
         select(i.recommendation_id, i.item_ids, i.propensities)
         .where(i.model_version.is_not(None), i.ts >= low * DAY, i.ts < (high + 1) * DAY)
         .order_by(i.id.desc())
         .limit(RANDOMNESS_SAMPLE)
     ).all()
-    positive = [name for name, signal in settings.signals.items() if signal.weight > 0]
-    clicked: set[tuple[str, str]] = set()
-    ids = [row[0] for row in lists]
-    for start in range(0, len(ids), 500):
-        found = conn.execute(
-            select(e.recommendation_id, schema.items.c.item_id)
-            .join(schema.items, schema.items.c.idx == e.item_idx)
-            .where(e.recommendation_id.in_(ids[start : start + 500]), e.type.in_(positive))
-        ).all()
-        clicked.update((str(r), str(item)) for r, item in found)
+    clicked = clicked_slots(conn, settings, [row[0] for row in lists])
     explored, chosen = [0, 0], [0, 0]
     for rec, raw_items, raw_props in lists:
         items = orjson.loads(raw_items) if isinstance(raw_items, str | bytes) else raw_items
