@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 import dataflywheel as dfw
+from helpers import IN_CI
 
 PG_ADMIN = os.environ.get("FLYWHEEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _postgres_available() -> str | None:

@@ -1,13 +1,17 @@
-"""Small helpers shared by tests that start real server processes."""
+"""Small helpers shared by tests: real server processes, and whether this run is CI."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+# In CI the PostgreSQL and browser tests must run: a missing server or browser fails them.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def free_port() -> int:

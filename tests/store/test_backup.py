@@ -19,10 +19,10 @@ import psycopg
 import pytest
 
 import dataflywheel as dfw
-from conftest import IN_CI
 from dataflywheel.config import load_settings
 from dataflywheel.errors import ConfigError, ConflictError, ValidationError
 from dataflywheel.store.backup import backup, restore
+from helpers import IN_CI
 
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
 USERS = [f"u{n}" for n in range(6)]
