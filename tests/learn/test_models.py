@@ -20,6 +20,7 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
     "rp3beta": {"neighbours": 10},
     "ials": {"factors": 2, "iterations": 20},
     "bpr": {"factors": 8, "iterations": 300, "learning_rate": 0.05},
+    "hybrid": {"base": "ease", "base_params": {"l2": 20.0}, "content_weight": 0.3},
 }
 PERSONALISED = sorted(set(MODELS) - {"popularity"})
 
@@ -41,8 +42,15 @@ def checkerboard(seed: int = 7) -> sp.csr_matrix:
     return sp.csr_matrix((data, (rows, cols)), shape=(N_USERS, N_ITEMS))
 
 
+def content() -> sp.csr_matrix:
+    """Content vectors that agree with the checkerboard: one category per item group."""
+    groups = group_of_item(np.arange(N_ITEMS))
+    return sp.csr_matrix((np.ones(N_ITEMS, dtype=np.float32), (np.arange(N_ITEMS), groups)))
+
+
 def fitted(name: str, matrix: sp.csr_matrix | None = None) -> Recommender:
-    return create(name, **TEST_PARAMS.get(name, {})).fit(
+    """``name`` fitted on the checkerboard; the models that learn from content get some."""
+    return create(name, content=content(), **TEST_PARAMS.get(name, {})).fit(
         checkerboard() if matrix is None else matrix
     )
 
@@ -53,7 +61,7 @@ def row_of(items: list[int]) -> sp.csr_matrix:
 
 
 def test_registry_names_match_classes() -> None:
-    assert set(MODELS) >= {"popularity", "itemknn", "ials", "bpr", "ease", "rp3beta"}
+    assert set(MODELS) >= {"popularity", "itemknn", "ials", "bpr", "ease", "rp3beta", "hybrid"}
     for name, cls in MODELS.items():
         assert cls.name == name
 

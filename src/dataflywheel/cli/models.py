@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         model: Annotated[
-            str, typer.Option(help="auto, or one of popularity, itemknn, ials, bpr, ease, rp3beta.")
+            str,
+            typer.Option(
+                help="auto, or one of popularity, itemknn, ials, bpr, ease, rp3beta, hybrid."
+            ),
         ] = "auto",
         budget: Annotated[float, typer.Option(help="Seconds for the model search.")] = 60.0,
         engine: Annotated[

@@ -2,9 +2,12 @@
 
 The caller (the trainer reading the event store) passes raw event arrays and a validation mask;
 each trial rebuilds the matrix with its recency settings, fits on the training part and is scored
-on the validation part. The winner is refit on all events within the same time budget. A trial
-that raises or scores NaN is logged and skipped (``SearchResult.failed``): one configuration the
-data breaks must not stop the search, nor the background loop that runs it.
+on the validation part. When the items have content vectors, the hybrid (a collaborative model
+blended with content) is one more model type: TPE picks its collaborative part and that part's
+parameters, and each such trial scores a grid of content weights over one fit of that part. The
+winner is refit on all events within the same time budget. A trial that raises or scores NaN is
+logged and skipped (``SearchResult.failed``): one configuration the data breaks must not stop
+the search, nor the background loop that runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +29,28 @@ from dataflywheel.errors import TrainingError, ValidationError
 from dataflywheel.evaluation.ranking import ranking_metrics
 from dataflywheel.evaluation.splits import per_user_temporal
 from dataflywheel.learn.matrix import build_matrix
-from dataflywheel.learn.models import MODELS, Recommender, create
+from dataflywheel.learn.models import MODELS, Hybrid, Recommender, create
 from dataflywheel.learn.models.ease import estimated_fit_seconds
 
-__all__ = ["DEFAULT_MODELS", "EASE_KEEP", "SearchResult", "search", "suggest_params"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "EASE_KEEP",
+    "HYBRID_BASES",
+    "HYBRID_WEIGHTS",
+    "SearchResult",
+    "search",
+    "suggest_params",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ["ease", "rp3beta", "itemknn", "ials", "bpr", "popularity"]
+"""Tried on every catalogue; the hybrid is added when some item has content."""
+HYBRID_BASES = ("ease", "rp3beta", "itemknn", "ials")
+"""Collaborative parts the search blends with content (BPR and popularity trail them)."""
+HYBRID_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+"""Content weights one hybrid trial scores (both parts are scored once, so a grid is cheap); a
+trial whose best weight is 0 is recorded as its collaborative part alone."""
 EASE_KEEP = 200
 """Weights kept per item by the searched EASE: within ~2% of exact EASE's NDCG on MovieLens and
 an order of magnitude faster to serve (benchmarks/results/quality_movielens.md)."""
@@ -65,8 +82,15 @@ class SearchResult:
     """Skipped trials and refits: ``trial``, ``name``, ``params``, ``matrix_params``, ``error``."""
 
 
-def suggest_params(trial: optuna.trial.BaseTrial, name: str) -> dict[str, Any]:
-    """The hyperparameter space of one model type, sampled from an optuna trial."""
+def suggest_params(
+    trial: optuna.trial.BaseTrial, name: str, bases: Sequence[str] = HYBRID_BASES
+) -> dict[str, Any]:
+    """The hyperparameter space of one model type, sampled from an optuna trial; a hybrid's
+    collaborative part is one of ``bases``, with that model's own space (its content weight is
+    chosen by scoring :data:`HYBRID_WEIGHTS`)."""
+    if name == "hybrid":
+        base = trial.suggest_categorical("hybrid.base", list(bases))
+        return {"base": base, "base_params": suggest_params(trial, base)}
     if name == "ease":
         return {
             "l2": trial.suggest_float("ease.l2", 10.0, 3000.0, log=True),
@@ -149,6 +173,7 @@ def search(
     seed: int = 0,
     max_trials: int | None = None,
     incumbent: tuple[str, dict[str, Any], dict[str, Any]] | None = None,
+    content: sp.spmatrix | None = None,
 ) -> SearchResult:
     """Pick the model, hyperparameters and recency weighting with the best validation NDCG@k.
 
@@ -156,16 +181,28 @@ def search(
     trial starts once the slowest trial so far would overrun ``budget_seconds``, or after
     ``max_trials`` trials (which makes the result independent of the machine's speed).
     ``incumbent`` (name, model parameters, matrix parameters), usually the serving model's
-    configuration, is scored first, outside the trial count, and can win.
+    configuration, is scored first, outside the trial count, and can win. ``content``: the
+    items' content vectors by dense id (:func:`~dataflywheel.learn.item_content.content_vectors`);
+    with any, the hybrid is searched too (``models`` None), and it can be asked for.
     """
     if budget_seconds <= 0:
         raise ValidationError("budget_seconds must be positive", field="budget_seconds")
     if k <= 0:
         raise ValidationError("k must be positive", field="k")
+    vectors = None if content is None else sp.csr_matrix(content, dtype=np.float32)
+    described = vectors is not None and vectors.nnz > 0
     names = list(DEFAULT_MODELS if models is None else models)
+    if models is None and described:
+        names.append("hybrid")
     unknown = sorted(set(names) - set(MODELS))
     if not names or unknown:
         raise ValidationError(f"unknown or empty model list: {unknown}", field="models")
+    if "hybrid" in names and not described:
+        raise ValidationError(
+            "the hybrid model needs item metadata (categories or attributes); no item has any",
+            field="models",
+        )
+    bases = [name for name in HYBRID_BASES if name in names] or list(HYBRID_BASES)
     events = _Events(
         np.asarray(user_idx, dtype=np.int64),
         np.asarray(item_idx, dtype=np.int64),
@@ -193,28 +230,38 @@ def search(
     # A dense EASE fit that alone would overrun the budget is never started (the budget is
     # only checked between trials); asked for on its own, it runs regardless.
     ease_seconds = 0.0
-    if "ease" in names and len(names) > 1:
+    wants_ease = "ease" in names or ("hybrid" in names and "ease" in bases)
+    if wants_ease and names != ["ease"]:
         ease_seconds = estimated_fit_seconds(int(np.count_nonzero(train_binary.getnnz(axis=0))))
     too_slow_for_ease = ease_seconds > budget_seconds
     if too_slow_for_ease:
-        names.remove("ease")
+        names = [name for name in names if name != "ease"]
+        bases = [name for name in bases if name != "ease"]
+        if not bases:
+            names = [name for name in names if name != "hybrid"]
+        if not names:
+            raise TrainingError(f"one EASE fit would take {ease_seconds:.0f} s, over the budget")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for name in names:
-        study.enqueue_trial({"model": name, "recency": False})
+        if name != "hybrid":
+            study.enqueue_trial({"model": name, "recency": False})
     if "ease" in names:
         study.enqueue_trial(RECENCY_WARM_START)
+    if "hybrid" in names:
+        # Content blended into the best first guess, whose collaborative fit is already made.
+        first = RECENCY_WARM_START if "ease" in bases else {"recency": False}
+        study.enqueue_trial({**first, "model": "hybrid", "hybrid.base": bases[0]})
     fitted: dict[str, tuple[Recommender, float]] = {}
     leaderboard: list[dict[str, Any]] = []
 
-    def evaluate(
-        name: str, params: dict[str, Any], matrix_params: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Fit on the training part (once per distinct configuration) and score it."""
-        train = events.matrix(~valid, matrix_params)
+    def fit(
+        name: str, params: dict[str, Any], matrix_params: dict[str, Any], train: sp.csr_matrix
+    ) -> tuple[Recommender, float]:
+        """The configuration fitted on the training part (once per distinct configuration)."""
         key = json.dumps(
             [name, params, matrix_params if _depends_on_weights(name, params) else None],
             sort_keys=True,
@@ -222,9 +269,34 @@ def search(
         if key not in fitted:
             fit_start = time.monotonic()
             fitted[key] = (create(name, **params).fit(train), time.monotonic() - fit_start)
-        model, fit_seconds = fitted[key]
-        ids, _ = model.recommend(train[users], k, exclude=train_binary[users])
-        metrics = ranking_metrics(ids, heldout[users], train_binary, k)
+        return fitted[key]
+
+    def evaluate(
+        name: str, params: dict[str, Any], matrix_params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Fit on the training part and score it; a hybrid without a content weight scores
+        each of :data:`HYBRID_WEIGHTS` and keeps the best."""
+        train = events.matrix(~valid, matrix_params)
+        rows, seen = train[users], train_binary[users]
+        if name != "hybrid":
+            model, fit_seconds = fit(name, params, matrix_params, train)
+            ids, _ = model.recommend(rows, k, exclude=seen)
+            metrics = ranking_metrics(ids, heldout[users], train_binary, k)
+        else:
+            base, fit_seconds = fit(params["base"], params["base_params"], matrix_params, train)
+            weights: Sequence[float] = (
+                [params["content_weight"]] if "content_weight" in params else HYBRID_WEIGHTS
+            )
+            blends = Hybrid.around(base, vectors, 0.0).recommend_blends(
+                rows, k, weights, exclude=seen
+            )
+            scored = [ranking_metrics(ids, heldout[users], train_binary, k) for ids in blends]
+            best = max(range(len(weights)), key=lambda n: scored[n][f"ndcg@{k}"])
+            metrics, weight = scored[best], float(weights[best])
+            if weight > 0:
+                params = {**params, "content_weight": weight}
+            else:
+                name, params = params["base"], params["base_params"]
         return {
             "name": name,
             "params": params,
@@ -267,7 +339,10 @@ def search(
         skip("planned", "ease", {}, {}, f"estimated {ease_seconds:.0f} s for one fit")
     slowest = 0.0
     incumbent_metrics = None
-    if incumbent is not None and not (too_slow_for_ease and incumbent[0] == "ease"):
+    if incumbent is not None:
+        # A hybrid's collaborative part is the fit that may be too slow.
+        slow_part = incumbent[1].get("base") if incumbent[0] == "hybrid" else incumbent[0]
+    if incumbent is not None and not (too_slow_for_ease and slow_part == "ease"):
         # The serving configuration refit on today's data is always a contender, so the
         # winner is never worse than it on this split (and the gate need not refit it).
         trial_start = time.monotonic()
@@ -282,14 +357,15 @@ def search(
         trial = study.ask()
         trial_start = time.monotonic()
         name = trial.suggest_categorical("model", names)
-        row = attempt(trial.number, name, suggest_params(trial, name), _suggest_matrix(trial))
+        params = suggest_params(trial, name, bases)
+        row = attempt(trial.number, name, params, _suggest_matrix(trial))
         if row is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             study.tell(trial, row[f"ndcg@{k}"])
         trials += 1
         slowest = max(slowest, time.monotonic() - trial_start)
-    final, best = _refit_best(events, leaderboard, k, skip)
+    final, best = _refit_best(events, leaderboard, k, skip, vectors)
     if final is None:
         if failed:
             raise TrainingError(
@@ -314,12 +390,16 @@ def search(
 
 
 def _refit_best(
-    events: _Events, leaderboard: list[dict[str, Any]], k: int, skip: Callable[..., None]
+    events: _Events,
+    leaderboard: list[dict[str, Any]],
+    k: int,
+    skip: Callable[..., None],
+    content: sp.csr_matrix | None,
 ) -> tuple[Recommender | None, dict[str, Any]]:
     """The best configuration refit on every event; the next best when a refit fails."""
     for row in sorted(leaderboard, key=lambda row: -row[f"ndcg@{k}"]):
         try:
-            model = create(row["name"], **row["params"])
+            model = create(row["name"], content=content, **row["params"])
             return model.fit(events.matrix(None, row["matrix_params"])), row
         except Exception as exc:  # the refit sees more data than the trial did
             skip(

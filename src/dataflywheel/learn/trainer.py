@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from dataflywheel.errors import TrainingError, ValidationError
 from dataflywheel.evaluation.ranking import ranking_metrics
 from dataflywheel.evaluation.splits import per_user_temporal
+from dataflywheel.learn.item_content import read_item_content
 from dataflywheel.learn.matrix import build_matrix
 from dataflywheel.learn.models import MODELS, Recommender, create
 from dataflywheel.learn.registry import Registry
@@ -31,22 +32,31 @@ HOLDOUT_FRACTION = 0.2
 
 @dataclass
 class Holdout:
-    """A per-user temporal split of a snapshot: each user's last 20% of events held out."""
+    """A per-user temporal split of a snapshot: each user's last 20% of events held out;
+    ``content``: the items' content vectors, for the configurations that learn from them."""
 
     events: EventArrays
     valid: np.ndarray
     n_users: int
     n_items: int
+    content: sp.csr_matrix | None = None
 
     @classmethod
-    def of(cls, snapshot: Snapshot) -> Holdout:
+    def of(cls, snapshot: Snapshot, content: sp.csr_matrix | None = None) -> Holdout:
         ev = snapshot.events
         _, valid = per_user_temporal(
             ev.user_idx, ev.item_idx, ev.timestamp, fraction=HOLDOUT_FRACTION
         )
         if not valid.any():
             raise TrainingError("no user has enough events for a holdout (need 5 per user)")
-        return cls(ev, valid, snapshot.n_users, snapshot.n_items)
+        return cls(ev, valid, snapshot.n_users, snapshot.n_items, content)
+
+    @classmethod
+    def from_store(cls, store: Store, now: float | None = None) -> Holdout:
+        """Today's holdout of the store (its snapshot not recorded), with the catalogue's
+        content, so that any registered configuration refits as it was trained."""
+        snapshot = take_snapshot(store, now=now, record=False)
+        return cls.of(snapshot, read_item_content(store, snapshot.n_items))
 
     def evaluate(
         self, name: str, params: dict[str, Any], matrix: dict[str, Any]
@@ -54,7 +64,7 @@ class Holdout:
         """Fit the configuration on the training part and score it on the held-out part."""
         train = self.train_matrix(matrix)
         started = time.monotonic()
-        model = create(name, **params).fit(train)
+        model = create(name, content=self.content, **params).fit(train)
         fit_seconds = time.monotonic() - started
         return {**self.score(model, train), "fit_seconds": fit_seconds}
 
@@ -109,7 +119,11 @@ class Trainer:
             raise TrainingError(
                 f"only {snapshot.n_events} item events in the store; need {MIN_EVENTS} to train"
             )
-        holdout = Holdout.of(snapshot)
+        # The catalogue's content vectors (None: no item has metadata) for the hybrid.
+        content = (
+            read_item_content(self.store, snapshot.n_items) if model in ("auto", "hybrid") else None
+        )
+        holdout = Holdout.of(snapshot, content)
         ev = snapshot.events
         settings = self.store.settings
         champion = self.registry.champion()
@@ -132,6 +146,7 @@ class Trainer:
             seed=settings.seed or 0,
             max_trials=settings.train_max_trials,
             incumbent=incumbent,
+            content=content,
         )
         fit_seconds = time.monotonic() - started
         artifact = self.artifacts / f"{snapshot.id}-{result.name}"
@@ -166,7 +181,7 @@ class Trainer:
 
     def leaderboard(self) -> list[dict[str, Any]]:
         """Every registered configuration refit and scored on today's holdout."""
-        holdout = Holdout.of(take_snapshot(self.store, record=False))
+        holdout = Holdout.from_store(self.store)
         rows = []
         for entry in self.registry.versions():
             metrics = holdout.evaluate(

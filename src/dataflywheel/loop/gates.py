@@ -94,7 +94,7 @@ class Rollout:
         def refit(version: dict[str, Any]) -> dict[str, Any]:
             nonlocal holdout
             if holdout is None:
-                holdout = Holdout.of(take_snapshot(self.store, now=now, record=False))
+                holdout = Holdout.from_store(self.store, now=now)
             params = version["params"]
             return holdout.evaluate(version["name"], params["model"], params["matrix"])
 

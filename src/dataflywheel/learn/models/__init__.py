@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import scipy.sparse as sp
+
 from dataflywheel.errors import ModelError, ValidationError
 from dataflywheel.learn.models.base import Recommender, read_manifest
 from dataflywheel.learn.models.bpr import BPR
 from dataflywheel.learn.models.ease import EASE
+from dataflywheel.learn.models.hybrid import Hybrid
 from dataflywheel.learn.models.ials import IALS
 from dataflywheel.learn.models.itemknn import ItemKNN
 from dataflywheel.learn.models.popularity import Popularity
@@ -19,6 +22,7 @@ __all__ = [
     "EASE",
     "IALS",
     "MODELS",
+    "Hybrid",
     "ItemKNN",
     "Popularity",
     "RP3Beta",
@@ -28,12 +32,13 @@ __all__ = [
 ]
 
 MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, ItemKNN, IALS, BPR, EASE, RP3Beta)
+    cls.name: cls for cls in (Popularity, ItemKNN, IALS, BPR, EASE, RP3Beta, Hybrid)
 }
 
 
-def create(name: str, **params: Any) -> Recommender:
-    """A new, unfitted model of the registered type ``name``."""
+def create(name: str, *, content: sp.spmatrix | None = None, **params: Any) -> Recommender:
+    """A new, unfitted model of the registered type ``name``; ``content`` (the items' content
+    vectors by dense id) goes to the models that learn from it and is ignored by the others."""
     try:
         cls = MODELS[name]
     except KeyError:
@@ -41,9 +46,12 @@ def create(name: str, **params: Any) -> Recommender:
             f"unknown model {name!r}; choose one of {sorted(MODELS)}", field="model"
         ) from None
     try:
-        return cls(**params)
+        model = cls(**params)
     except TypeError as exc:
         raise ValidationError(f"bad parameters for {name}: {exc}", field="params") from exc
+    if isinstance(model, Hybrid):
+        model.use_content(content)
+    return model
 
 
 def load_model(directory: Path) -> Recommender:

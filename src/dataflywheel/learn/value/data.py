@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from dataflywheel.errors import TrainingError
 from dataflywheel.evaluation.ranking import hits
+from dataflywheel.learn.item_content import read_item_content
 from dataflywheel.learn.matrix import build_matrix
 from dataflywheel.learn.models import create
 from dataflywheel.learn.registry import Registry
@@ -101,7 +102,9 @@ class ValueData:
             n_items=self.n_items,
             n_events=len(rows),
         )
-        self.holdout = Holdout.of(snapshot)
+        # A hybrid is measured with the catalogue's content, as it is trained.
+        content = read_item_content(store, self.n_items) if config.name == "hybrid" else None
+        self.holdout = Holdout.of(snapshot, content)
         self.train = ~self.holdout.valid
         valid = self.holdout.valid
         self.heldout = sp.csr_matrix(
@@ -136,7 +139,8 @@ class ValueData:
         the fitted events), whose items are excluded as consumed."""
         fit = self.matrix(fit_mask & self.train)
         rows = fit if input_mask is None else self.matrix(input_mask & self.train)
-        model = create(self.config.name, **self.config.params).fit(fit)
+        model = create(self.config.name, content=self.holdout.content, **self.config.params)
+        model.fit(fit)
         user_rows = rows[users]
         ids, _ = model.recommend(user_rows, K, exclude=(user_rows > 0).astype(np.float32))
         return per_user_ndcg(ids, self.heldout[users], K)
