@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -51,6 +51,10 @@ DEFAULT_SIGNALS: dict[str, Signal] = {
     "correction": Signal(weight=4.0, strong=True),
     "label": Signal(weight=4.0, strong=True, uses_value=True),
 }
+
+
+ContextField = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+"""A declared request context field name."""
 
 
 class RolloutSettings(BaseModel):
@@ -126,6 +130,11 @@ class Settings(BaseSettings):
     # Off: items the champion has not seen wait for a retrain (the comparison baseline).
     content_cold_start: bool = True
     segment_attributes: list[str] = Field(default_factory=lambda: ["segment", "country"])
+    # Request context used in ranking (docs/context.md): the declared fields a contextual
+    # re-ranker learns from the impression log, and per field the item attribute a request's
+    # value must equal (a filter). Empty: context is only logged.
+    context_fields: list[ContextField] = Field(default_factory=list)
+    context_filters: dict[ContextField, str] = Field(default_factory=dict)
 
     # KPIs.
     session_gap_seconds: float = 1_800.0
@@ -154,6 +163,25 @@ class Settings(BaseSettings):
     # Events and impressions older than this are deleted by the loop (None: kept forever).
     retention_days: float | None = Field(default=None, gt=0)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+
+    @field_validator("context_fields")
+    @classmethod
+    def _distinct_fields(cls, fields: list[str]) -> list[str]:
+        repeated = sorted({name for name in fields if fields.count(name) > 1})
+        if repeated:
+            raise ValueError(f"context field {repeated[0]!r} is declared more than once")
+        return fields
+
+    @field_validator("context_filters")
+    @classmethod
+    def _declared_filters(cls, filters: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        declared = info.data.get("context_fields") or []
+        for name, attribute in filters.items():
+            if name not in declared:
+                raise ValueError(f"context field {name!r} filters but is not in context_fields")
+            if not attribute:
+                raise ValueError(f"context field {name!r} must name an item attribute")
+        return filters
 
     def artifacts_dir(self) -> Path:
         """Where model artifacts live: beside the SQLite file, or the configured location."""

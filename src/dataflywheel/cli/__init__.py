@@ -19,7 +19,17 @@ import typer
 from rich.text import Text
 from typer._click.exceptions import NoArgsIsHelpError
 
-from dataflywheel.cli import datasets, decide, erasure, insight, keys, models, rollout, store_ops
+from dataflywheel.cli import (
+    context,
+    datasets,
+    decide,
+    erasure,
+    insight,
+    keys,
+    models,
+    rollout,
+    store_ops,
+)
 from dataflywheel.cli import simulate as simulate_cli
 from dataflywheel.cli import value as value_cli
 from dataflywheel.cli.common import (
@@ -161,6 +171,7 @@ simulate_cli.register(app)
 store_ops.register(app)
 erasure.register(app)
 value_cli.register(app)
+context.register(app)
 
 
 def is_loopback(host: str) -> bool:

@@ -28,6 +28,7 @@ from dataflywheel.learn.snapshot import read_events
 from dataflywheel.serve import erased
 from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.content import ContentScorer
+from dataflywheel.serve.context_rerank import ContextRanking
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
 from dataflywheel.serve.history import Histories
 from dataflywheel.serve.segments import Segments
@@ -83,6 +84,7 @@ class RecommendationService:
         self.impressions = SidecarLog(store, registry, self.models)
         self.policy: Policy = make_policy(settings.exploration)
         self.segments = Segments(store, settings.segment_attributes)
+        self.context = ContextRanking(store, settings)
         self.deletions = erased.DeletionWatch(store)
         self._served: Served | None = None
         self._checked_at = -np.inf
@@ -102,6 +104,7 @@ class RecommendationService:
         self._checked_at = -np.inf
         self.router.invalidate()
         self.impressions.invalidate()
+        self.context.invalidate()
 
     def refresh(self) -> None:
         """Run the periodic checks of the champion and the catalogue that are due (what
@@ -280,6 +283,8 @@ class RecommendationService:
         """Answers for ``user_ids``; ``only``: the dense ids the lists may hold (candidates)."""
         if only is None:
             _check_k(k)
+        values = self.context.values(context)
+        item_filter = self.context.item_filter(values, item_filter)
         served = self.served()
         served.histories.catch_up()
         self.catalog.refresh()
@@ -309,6 +314,7 @@ class RecommendationService:
                 scored.get(n),
                 k,
                 context,
+                values,
                 exclude_consumed,
                 time.time() if ts is None else ts,
                 every=only is not None,
@@ -326,13 +332,15 @@ class RecommendationService:
         scored: Scores | None,
         k: int,
         context: Mapping[str, Any] | None,
+        values: Mapping[str, str],
         exclude_consumed: bool,
         ts: float,
         every: bool = False,
     ) -> dict[str, Any]:
         """One user's list from already-read serving state (``scored``: the champion's scores
         when computed in a batch); logs the impression. ``every``: items with no score at all
-        (new, without metadata) are ranked last rather than left out (given candidates)."""
+        (new, without metadata) are ranked last rather than left out (given candidates).
+        ``values``: the declared context, which re-ranks the champion's personal lists."""
         arm, policy, route = self._arm(served, route)
         scores, consumed, personal = scored or self._scores(arm, user, allowed.size)
         if personal and user is not None and self.settings.content_cold_start:
@@ -354,6 +362,8 @@ class RecommendationService:
         else:
             # Plain traffic while a shadow is evaluated: ε-greedy's ε serves the shadow's list.
             aimed = None
+            if route is None and personal and values:
+                self.context.rerank(self.catalog, scores, candidates, values)
             if route is None and personal and user is not None:
                 aimed = self.impressions.explore(
                     policy, served.histories, user, candidates, scores[candidates], k, self._rng
