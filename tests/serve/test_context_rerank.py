@@ -5,6 +5,7 @@ context settings and values."""
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -207,6 +208,23 @@ def test_a_context_filter_keeps_the_items_whose_attribute_matches(sqlite_url: st
         with pytest.raises(ValidationError) as bad:
             wheel.recommend("new", 8, context={"page": ["sports"]})
         assert bad.value.field == "context.page"
+
+
+def test_a_bad_declared_context_value_is_a_422_naming_it(sqlite_url: str) -> None:
+    from dataflywheel.api.app import create_app
+    from dataflywheel.config import load_settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    settings = load_settings(db=sqlite_url, context_fields=["device"])
+    with TestClient(create_app(settings)) as client:
+        bad = client.post("/v1/recommendations", json={"user_id": "u", "context": {"device": {}}})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "context.device"
+        fine = {"user_id": "u", "context": {"device": "mobile", "other": {"x": [1]}}}
+        assert client.post("/v1/recommendations", json=fine).status_code == 200
 
 
 @pytest.mark.parametrize(
