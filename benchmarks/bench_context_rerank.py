@@ -3,14 +3,15 @@ list it brings against the champion's own ranking, with and without a context ef
 
     python benchmarks/bench_context_rerank.py [--lists 20000] [--epsilon 0.2] [--seed 0]
 
-A generated world with a known click probability: 2 000 users, each with a favourite of four
-item categories (15 items each); a user clicks an item of the favourite category with
-probability 0.30, another with 0.05, times a device factor. With context, mobile users click
-category c0 twice as often and c1 half as often, desktop users c1 twice and c2 half, tablets
-are neutral; without context every factor is 1. Each user has five earlier clicks (four in
-the favourite category) and an item-kNN champion is trained on them. Then ``--lists`` requests
-(random user and device, k 5) are served through the engine with ε-greedy exploration, and
-clicks are drawn from the truth and tracked with the list's recommendation id.
+A generated world with a known click probability: 2 000 users, each liking two of four item
+categories (15 items each); a user clicks an item of a liked category with probability 0.20,
+another with 0.03, times a device factor. With context, on mobile categories c0 and c1 are
+clicked 1.75 times as often and c2 and c3 a quarter as often, on desktop the reverse, tablets
+are neutral: a user who likes c0 and c2 wants c0 on a phone and c2 at a desk. Without context
+every factor is 1. Each user has six earlier clicks (five in the liked categories) and an
+item-kNN champion is trained on them. Then ``--lists`` requests (random user and device, k 5)
+are served through the engine with ε-greedy exploration, and clicks are drawn from the truth
+and tracked with the list's recommendation id.
 
 ``flywheel context-rerank fit`` (``fit_and_check``) fits the re-ranker on the older half and
 judges it on the newer half. The figure: on 4 000 fresh requests, the true expected clicks
@@ -38,22 +39,32 @@ PER_CATEGORY = 15
 USERS = 2_000
 K = 5
 DEVICES = ("mobile", "desktop", "tablet")
-FACTOR = {("mobile", 0): 2.0, ("mobile", 1): 0.5, ("desktop", 1): 2.0, ("desktop", 2): 0.5}
+UP, DOWN = 1.75, 0.25
+FACTOR = {
+    ("mobile", 0): UP,
+    ("mobile", 1): UP,
+    ("mobile", 2): DOWN,
+    ("mobile", 3): DOWN,
+    ("desktop", 0): DOWN,
+    ("desktop", 1): DOWN,
+    ("desktop", 2): UP,
+    ("desktop", 3): UP,
+}
 
 
 def category(item: str) -> int:
     return int(item[1])
 
 
-def click_probability(favourite: int, device: str, item: str, context: bool) -> float:
-    base = 0.30 if category(item) == favourite else 0.05
+def click_probability(liked: np.ndarray, device: str, item: str, context: bool) -> float:
+    base = 0.20 if category(item) in liked else 0.03
     return base * (FACTOR.get((device, category(item)), 1.0) if context else 1.0)
 
 
 def run(context: bool, lists: int, epsilon: float, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     items = [f"c{c}i{i}" for c in range(CATEGORIES) for i in range(PER_CATEGORY)]
-    favourite = rng.integers(0, CATEGORIES, USERS)
+    liked = np.array([rng.choice(CATEGORIES, 2, replace=False) for _ in range(USERS)])
     start = time.time() - 60 * DAY
     settings: dict[str, Any] = {
         "exploration": {"name": "epsilon_greedy", "epsilon": epsilon, "shadow": False},
@@ -67,8 +78,8 @@ def run(context: bool, lists: int, epsilon: float, seed: int) -> dict[str, Any]:
             wheel.upsert_items([{"id": i, "categories": [f"c{category(i)}"]} for i in items])
             history = []
             for u in range(USERS):
-                own = [i for i in items if category(i) == favourite[u]]
-                picks = [*rng.choice(own, 4, replace=False), rng.choice(items)]
+                own = [i for i in items if category(i) in liked[u]]
+                picks = [*rng.choice(own, 5, replace=False), rng.choice(items)]
                 history += [
                     {"user_id": f"u{u}", "item_id": str(i), "type": "click", "timestamp": start + n}
                     for n, i in enumerate(picks)
@@ -92,8 +103,7 @@ def run(context: bool, lists: int, epsilon: float, seed: int) -> dict[str, Any]:
                         "recommendation_id": answer["recommendation_id"],
                     }
                     for item in answer["items"]
-                    if rng.random()
-                    < click_probability(favourite[u], device, item["item_id"], context)
+                    if rng.random() < click_probability(liked[u], device, item["item_id"], context)
                 ]
                 if n % 50 == 49:
                     wheel.track_many(clicks)
@@ -114,7 +124,7 @@ def run(context: bool, lists: int, epsilon: float, seed: int) -> dict[str, Any]:
                 for name, ctx in (("reranked", {"device": device}), ("base", None)):
                     answer = wheel.recommend(f"u{u}", K, context=ctx, exclude_consumed=False)
                     truth[name] += sum(
-                        click_probability(favourite[u], device, i["item_id"], context)
+                        click_probability(liked[u], device, i["item_id"], context)
                         for i in answer["items"]
                     )
     return {
