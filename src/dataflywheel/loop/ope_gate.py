@@ -2,25 +2,35 @@
 
 Each served list is a unit: its items, their logged propensities, which of them got positive
 feedback (by ``recommendation_id``), and the shadow's deterministic top-k for the same request.
-:func:`dataflywheel.evaluation.slate.slate_off_policy` estimates the shadow's lift in positive
-feedback per list over what was served; the verdict is ``pass`` (confidently not worse than the
-margin), ``fail`` (confidently worse) or ``no evidence`` (too few effective positions, or an
-interval across the margin), with how much more traffic, or how much ε, a verdict needs.
+The verdict is ``pass`` (confidently not worse than the margin), ``fail`` (confidently worse) or
+``no evidence`` (too few effective lists, or an interval across the margin), with how much more
+traffic, or how much ε, a verdict needs. The gate reads the same growing log at every loop run,
+so its intervals are anytime-valid (:func:`dataflywheel.evaluation.slate.anytime_multiplier`):
+looking daily, or every minute, does not raise the chance of a wrong verdict.
 
 Lists served by :class:`dataflywheel.serve.exploration.ShadowExplore` (policy
-``shadow_explore``) log the probability of the branch that chose them: a list the shadow chose
-itself (``model_version`` = the shadow) counts at every position with weight one over that
-probability, and the champion's lists count for nothing (whole-list IPS, exact by design).
+``shadow_explore``) are a randomised split of the requests: the shadow's own lists (its share
+ε / m) against the champion's (1 - ε); :func:`dataflywheel.evaluation.slate.aimed_lift` compares
+the two branches' mean reward per list. Other logs (uniform ε-greedy slots) go through
+:func:`dataflywheel.evaluation.slate.slate_off_policy`, lift over what was served.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
-from dataflywheel.evaluation.slate import SlateEstimate, deterministic, slate_off_policy
+from dataflywheel.evaluation.slate import (
+    SlateEstimate,
+    aimed_lift,
+    anytime_multiplier,
+    deterministic,
+    lists_for_half_width,
+    slate_off_policy,
+)
 from dataflywheel.store import schema
 from dataflywheel.store.schema import shadow_results
 from dataflywheel.store.store import Store
@@ -31,6 +41,8 @@ MIN_ESS = 30.0
 # ε-greedy logs a ranked slot at 1 - ε and an explored one at ε / rest; ε < 0.5 tells them apart.
 GREEDY = 0.5
 AIMED = "shadow_explore"
+
+Row = Any  # (recommendation_id, shadow items, served items, propensities, policy, model_version)
 
 
 def shadow_evidence(
@@ -60,6 +72,53 @@ def shadow_evidence(
     if not rows:
         return {"verdict": "no evidence", "lists": 0, "reason": "no shadow traffic yet"}
     clicked = _positive(store, [r[0] for r in rows])
+    epsilon = float(store.settings.exploration.get("epsilon", 0.0) or 0.0)
+    timing = (max(now - since, 1.0), horizon, epsilon)
+    aimed = [r for r in rows if r[4] == AIMED]
+    if aimed:
+        # While aimed lists exist they are the randomised split; other lists in the window come
+        # from another serving configuration and are left out rather than mixed in.
+        others = _shadow_versions(store, since, now) - {version}
+        return _aimed(aimed, clicked, version, others, margin, timing)
+    return _slate(rows, clicked, margin, timing)
+
+
+def _aimed(
+    rows: list[Row],
+    clicked: set[tuple[str, str]],
+    version: str,
+    others: set[str],
+    margin: float,
+    timing: tuple[float, float, float],
+) -> dict[str, Any]:
+    reward = np.array([sum((r[0], item) in clicked for item in r[2]) for r in rows], dtype=float)
+    own = np.array([r[5] == version for r in rows])
+    champion = np.array([r[5] != version and r[5] not in others for r in rows])
+    # The probability logged on the shadow's own lists, else what the champion's lists leave.
+    share = next(
+        (float(r[3][0]) for r in rows if r[5] == version),
+        next((1 - float(r[3][0]) for r, c in zip(rows, champion, strict=True) if c), 0.0)
+        / (1 + len(others)),
+    )
+    n = len(rows)
+    if own.sum() < 2 or champion.sum() < 2 or not 0 < share < 1:
+        # Nothing to compare yet: project from the rate at which the shadow's lists come.
+        more = _more(MIN_ESS / (n * share) if share > 0 else np.inf, timing)
+        reason = f"{int(own.sum())} of the shadow's own lists so far, a verdict needs {MIN_ESS:.0f}"
+        if more["days_needed"] is not None:
+            reason += f"; about {more['days_needed']:.2g} more days at this ε"
+        evidence = {"lists": n, "ess": float(own.sum()), "served_value": float(reward.mean())}
+        return {**evidence, "verdict": "no evidence", "reason": reason, **more}
+    estimate = aimed_lift(reward, own, champion, share=share)
+    return _verdict(estimate, float(reward[champion].mean()), reward, margin, share, timing)
+
+
+def _slate(
+    rows: list[Row],
+    clicked: set[tuple[str, str]],
+    margin: float,
+    timing: tuple[float, float, float],
+) -> dict[str, Any]:
     n, k = len(rows), max(len(r[2]) for r in rows)
     codes: dict[str, int] = {}
     logged = np.full((n, k), -1)
@@ -73,9 +132,6 @@ def shadow_evidence(
         for j, item in enumerate(ours[:k]):
             shadow[row, j] = codes.setdefault(item, len(codes))
     position, anywhere = deterministic(shadow, logged)
-    aimed = np.array([r[4] == AIMED for r in rows])
-    own = np.array([r[5] == version for r in rows])[:, None]
-    position[aimed] = np.where(own & (logged >= 0), 1.0, 0.0)[aimed]
     greedy = pscore >= GREEDY
     extra: dict[str, Any] = {}
     if all(r[4] == "epsilon_greedy" for r in rows):
@@ -92,8 +148,11 @@ def shadow_evidence(
     best = max(
         (estimates[name] for name in ("item-ips", "iips") if name in estimates), key=lambda e: e.ess
     )
-    served_value = float(reward.sum(axis=1).mean())
-    return _verdict(best, served_value, margin, n, max(now - since, 1.0), horizon, store)
+    # The fixed-sample t interval holds for one look; the gate looks again and again.
+    half = max((best.high - best.low) / 2, best.std * anytime_multiplier(n))
+    best = replace(best, low=best.value - half, high=best.value + half)
+    per_list = reward.sum(axis=1)
+    return _verdict(best, float(per_list.mean()), per_list, margin, best.ess / n, timing)
 
 
 def _max_weight(
@@ -110,46 +169,64 @@ def _max_weight(
 
 def _verdict(
     best: SlateEstimate,
-    served_value: float,
+    baseline: float,
+    per_list: np.ndarray,
     margin: float,
-    lists: int,
-    elapsed: float,
-    horizon: float,
-    store: Store,
+    ess_per_list: float,
+    timing: tuple[float, float, float],
 ) -> dict[str, Any]:
-    floor = -margin * served_value
+    """``baseline``: the reward per list the lift is over (the champion's lists for aimed
+    exploration, the served lists otherwise); the floor is ``-margin`` times it."""
+    floor = -margin * baseline
     evidence: dict[str, Any] = {
         "estimator": best.name,
         "lift": best.value,
         "low": best.low,
         "high": best.high,
+        "std": best.std,
+        "interval": "anytime",
         "ess": best.ess,
         "max_weight": best.max_weight,
-        "lists": lists,
-        "served_value": served_value,
-        "value": served_value + best.value,
+        "lists": best.lists,
+        "served_value": float(per_list.mean()),
+        "baseline_value": baseline,
+        "value": baseline + best.value,
         "floor": floor,
     }
     if best.ess >= MIN_ESS and best.low >= floor:
         return {**evidence, "verdict": "pass", "days_needed": 0.0}
     if best.ess >= MIN_ESS and best.high < floor:
         return {**evidence, "verdict": "fail", "days_needed": 0.0}
-    # Both the interval's half-width and 1/ESS shrink as 1/lists: scale to a decision.
-    distance = abs(best.value - floor)
-    half = (best.high - best.low) / 2
-    factor = max(MIN_ESS / max(best.ess, 1e-9), (half / distance) ** 2 if distance > 0 else np.inf)
-    days = max(factor - 1.0, 0.0) * elapsed / DAY if np.isfinite(factor) else None
-    # Exploration drives the variance of the rare heavy terms, roughly as 1/ε.
-    epsilon = float(store.settings.exploration.get("epsilon", 0.0) or 0.0)
+    # At today's traffic the effective lists grow and the standard error shrinks as 1/√lists:
+    # the lists at which both suffice, if the lift stays where it is.
+    needed = lists_for_half_width(best.std, best.lists, abs(best.value - floor))
+    factor = max(
+        MIN_ESS / max(ess_per_list * best.lists, 1e-9),
+        np.inf if needed is None else needed / best.lists,
+    )
+    return {**evidence, "verdict": "no evidence", **_more(factor, timing)}
+
+
+def _more(factor: float, timing: tuple[float, float, float]) -> dict[str, Any]:
+    """Days until ``factor`` times today's lists at this traffic, and the ε that would get there
+    by the deadline (the variance of the rarely explored lists or slots goes roughly as 1/ε)."""
+    elapsed, horizon, epsilon = timing
+    finite = bool(np.isfinite(factor))
+    days = max(factor - 1.0, 0.0) * elapsed / DAY if finite else None
     wanted = None
-    if epsilon > 0 and np.isfinite(factor):
+    if epsilon > 0 and finite:
         wanted = min(1.0, epsilon * factor * elapsed / max(horizon, elapsed))
-    return {
-        **evidence,
-        "verdict": "no evidence",
-        "days_needed": days,
-        "epsilon_for_deadline": wanted,
-    }
+    return {"days_needed": days, "epsilon_for_deadline": wanted}
+
+
+def _shadow_versions(store: Store, since: float, now: float) -> set[str]:
+    """Every version that scored requests as a shadow in the window."""
+    s = shadow_results.c
+    with store.read() as conn:
+        found = conn.execute(
+            select(s.version).where(s.ts >= since, s.ts <= now).distinct()
+        ).scalars()
+        return set(found)
 
 
 def _positive(store: Store, recommendation_ids: list[str]) -> set[tuple[str, str]]:
