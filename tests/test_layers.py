@@ -55,6 +55,11 @@ EXCEPTIONS = {"store/migrations/env.py"}
 # is no longer needed, so the list cannot outlive the fix.
 PENDING: dict[str, str] = {}
 
+# Database drivers and the prefix of SQLAlchemy's per-dialect keyword arguments: only the store
+# uses them (see test_only_the_store_knows_the_driver).
+DRIVERS = {"sqlite3", "psycopg", "psycopg2", "psycopg_pool"}
+DIALECT_PREFIXES = ("sqlite_", "postgresql_")
+
 
 def _package(path: Path) -> str:
     first = path.relative_to(SRC).parts[0]
@@ -189,6 +194,70 @@ def test_function_level_and_relative_imports_count(tmp_path: Path) -> None:
     tree = ast.parse("def f():\n    from ..serve import service\n    import dataflywheel.loop\n")
     names = [n for node in ast.walk(tree) for n in _targets(node, ["dataflywheel", "store", "x"])]
     assert names == ["dataflywheel.serve.service", "dataflywheel.loop"]
+
+
+def driver_tricks(source: str) -> list[str]:
+    """``line: what`` for each place in a module's source that imports a database driver or
+    depends on the dialect: reads a ``.dialect`` attribute, imports SQLAlchemy's dialects,
+    compiles per dialect (``@compiles(x, "sqlite")``) or passes a dialect's keyword argument
+    (``sqlite_where=``)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        for name in names:
+            if name.split(".")[0] in DRIVERS or name.startswith(("adbc_driver", "sqlalchemy.dial")):
+                found.append((line, f"imports {name}"))
+        if isinstance(node, ast.Attribute) and node.attr == "dialect":
+            found.append((line, f"reads {ast.unparse(node)}"))
+        if isinstance(node, ast.Call):
+            if ast.unparse(node.func).split(".")[-1] == "compiles" and len(node.args) > 1:
+                found.append((line, f"compiles for {ast.unparse(node.args[1])}"))
+            found.extend(
+                (line, f"passes {kw.arg}=")
+                for kw in node.keywords
+                if kw.arg and kw.arg.startswith(DIALECT_PREFIXES)
+            )
+    return [f"{line}: {what}" for line, what in sorted(found)]
+
+
+def test_only_the_store_knows_the_driver() -> None:
+    """Every driver-specific trick lives in ``store/`` (docs/architecture.md, "Drivers")."""
+    found = [
+        f"{path.relative_to(SRC)}:{place}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path.relative_to(SRC).parts[0] != "store"
+        for place in driver_tricks(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
+def test_the_driver_check_catches_each_trick() -> None:
+    source = (
+        "import sqlite3\n"
+        "from psycopg import sql\n"
+        "import adbc_driver_postgresql.dbapi\n"
+        "from sqlalchemy.dialects import postgresql\n"
+        "if conn.dialect.name == 'sqlite': pass\n"
+        "threads = WRITERS[store.dialect]\n"
+        "@compiles(day_of, 'sqlite')\ndef f(): pass\n"
+        "Index('ix', c, sqlite_where=w)\n"
+        "from dataflywheel.store.dialect import day_of\n"
+    )
+    assert driver_tricks(source) == [
+        "1: imports sqlite3",
+        "2: imports psycopg",
+        "3: imports adbc_driver_postgresql.dbapi",
+        "4: imports sqlalchemy.dialects",
+        "5: reads conn.dialect",
+        "6: reads store.dialect",
+        "7: compiles for 'sqlite'",
+        "9: passes sqlite_where=",
+    ]
 
 
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))

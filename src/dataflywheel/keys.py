@@ -337,9 +337,8 @@ class KeyRing:
         self._writer: threading.Thread | None = None
         self._announced = 0  # key changes heard of; the copy is stale while it differs
         self._read_announced = 0
-        self._hub: notify.Hub | None = None
-        if store.dialect == "postgresql":
-            self._hub = notify.hub(store.engine.url)
+        self._hub = notify.listener(store.engine)
+        if self._hub is not None:
             self._hub.subscribe(self)
 
     def on_events(self, lo: int, hi: int) -> None:

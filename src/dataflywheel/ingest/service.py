@@ -22,17 +22,13 @@ from dataflywheel.ingest.contract import settle
 from dataflywheel.ingest.validate import Event, EventValidator, utc_day
 from dataflywheel.store import notify
 from dataflywheel.store.bulk import EventRow, insert_event_batches
+from dataflywheel.store.dialect import commit_threads, retryable
 from dataflywheel.store.store import Store
 
 # Upper bound of events committed in one group transaction.
 GROUP_MAX_EVENTS = 50_000
-# Commit threads per dialect. SQLite has one writer at a time, so a second thread would only
-# wait for the lock; PostgreSQL inserts one group while the next is being prepared and sent,
-# which measured 1.3-1.8x the batch throughput of a single thread.
-WRITERS = {"sqlite": 1, "postgresql": 2}
-# Concurrent PostgreSQL transactions that insert the same new keys can deadlock (the server
-# aborts one of them); the group is then simply committed again.
-DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})
+# Commits of a group that a concurrent transaction got in the way of (a deadlock between
+# PostgreSQL transactions that insert the same new keys): the group is committed again.
 DEADLOCK_RETRIES = 3
 
 
@@ -145,7 +141,7 @@ class GroupCommitWriter:
         self._closed = False
         self._threads = [
             threading.Thread(target=self._run, name=f"group-commit-{n}", daemon=True)
-            for n in range(WRITERS.get(ingestor.store.dialect, 1))
+            for n in range(commit_threads(ingestor.store.engine))
         ]
         for thread in self._threads:
             thread.start()
@@ -201,8 +197,7 @@ class GroupCommitWriter:
             try:
                 counts = self.ingestor.commit(batches)
             except DBAPIError as exc:
-                sqlstate = getattr(exc.orig, "sqlstate", None)
-                if sqlstate in DEADLOCK_SQLSTATES and attempt < DEADLOCK_RETRIES:
+                if retryable(exc) and attempt < DEADLOCK_RETRIES:
                     continue
                 self._fail(group, exc)
                 return

@@ -20,7 +20,6 @@ import numpy as np
 import orjson
 from sqlalchemy import (
     Connection,
-    Select,
     Table,
     and_,
     bindparam,
@@ -33,9 +32,11 @@ from sqlalchemy import (
 
 from dataflywheel.config import Settings
 from dataflywheel.insight import tables as T
-from dataflywheel.insight.days import DAY, day_of
+from dataflywheel.insight.days import DAY
 from dataflywheel.insight.supply import rebuild_day_clicks, record_first_impressions
 from dataflywheel.store import schema
+from dataflywheel.store.dialect import day_of
+from dataflywheel.store.driver import fetch_rows, insert_rows
 from dataflywheel.store.store import Store, dialect_insert
 
 E = schema.events.c
@@ -128,31 +129,9 @@ def _in_chunks(
                 rows += rebuild(conn, days.pop(0), store.settings)
 
 
-def _raw(conn: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples straight from the driver: the bulk reads of a refresh, where
-    per-row overhead dominates. Bound values are inlined (numbers only), so one SQL string
-    serves both dialects."""
-    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
 def _insert(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert of plain tuples (all columns, in order) through the driver's executemany."""
-    if not rows:
-        return
-    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    columns = ", ".join(c.name for c in table.columns)
-    markers = ", ".join([marker] * len(table.columns))
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(f"INSERT INTO {table.name} ({columns}) VALUES ({markers})", rows)
-    finally:
-        cursor.close()
+    """Bulk insert of plain tuples (all columns, in order) at the driver level."""
+    insert_rows(conn, table.name, [c.name for c in table.columns], rows)
 
 
 def _lock_state(conn: Connection) -> None:
@@ -227,7 +206,7 @@ def _rebuild_activity(conn: Connection, day: int, settings: Settings) -> int:
         conn.execute(
             T.day_types.insert(), [{"day": day, "type": t, "events": n} for t, n, _ in by_type]
         )
-        pairs = np.array(_raw(conn, select(E.user_idx, E.ts).where(in_day)), dtype=np.float64)
+        pairs = np.array(fetch_rows(conn, select(E.user_idx, E.ts).where(in_day)), dtype=np.float64)
         users, events, sessions, seconds, bot = user_day_activity(
             pairs[:, 0].astype(np.int64), pairs[:, 1], settings.session_gap_seconds
         )
@@ -360,7 +339,7 @@ def _rebuild_windows(conn: Connection, low: int, high: int) -> None:
     if low > high:
         return
     ud = T.user_days.c
-    pairs = _raw(
+    pairs = fetch_rows(
         conn, select(ud.user_idx, ud.day).where(ud.day >= low - MAU_DAYS, ud.day <= high + 1)
     )
     activity = np.array(pairs, dtype=np.int64).reshape(-1, 2)
@@ -441,13 +420,13 @@ def active_windows(
 def _rebuild_served(conn: Connection, day: int, settings: Settings) -> int:
     """Impressions and engaged impressions per (version, experiment, arm), items served."""
     in_day = and_(I.ts >= day * DAY, I.ts < (day + 1) * DAY)
-    served = _raw(
+    served = fetch_rows(
         conn,
         select(
             I.recommendation_id, I.model_version, I.experiment_id, I.arm, I.item_ids, I.ts
         ).where(in_day),
     )
-    feedback = _raw(
+    feedback = fetch_rows(
         conn,
         select(E.recommendation_id, E.type)
         .select_from(

@@ -17,9 +17,10 @@ import numpy as np
 from sqlalchemy import Connection, and_, case, delete, func, or_, select
 
 from dataflywheel.insight import tables as T
-from dataflywheel.insight.days import DAY, day_of
+from dataflywheel.insight.days import DAY
 from dataflywheel.insight.quality import ratio
 from dataflywheel.store import schema
+from dataflywheel.store.dialect import day_of
 from dataflywheel.store.store import dialect_insert
 
 __all__ = [

@@ -8,8 +8,9 @@ impression's feedback be found by ``recommendation_id`` without scanning the who
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table, text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table
 
+from dataflywheel.store.dialect import partial_index
 from dataflywheel.store.schema import events, impressions, metadata
 
 state = Table(
@@ -105,11 +106,10 @@ served_days = Table(
 
 # Indexes on tables owned by the store, needed to read one day of the log.
 events_ts = Index("ix_events_ts", events.c.ts)
-events_recommendation = Index(
+events_recommendation = partial_index(
     "ix_events_recommendation_id",
     events.c.recommendation_id,
-    sqlite_where=text("recommendation_id IS NOT NULL"),
-    postgresql_where=text("recommendation_id IS NOT NULL"),
+    where="recommendation_id IS NOT NULL",
 )
 impressions_ts = Index("ix_impressions_ts", impressions.c.ts)
 

@@ -22,8 +22,9 @@ from sqlalchemy import BigInteger, bindparam, case, func, insert, literal, selec
 from dataflywheel.config import Settings
 from dataflywheel.store import schema
 from dataflywheel.store.bulk import read_columns
+from dataflywheel.store.changes import ids_visible_in_order
 from dataflywheel.store.forget import EVENT_LOG_COPIES, EVENT_LOG_LOCK
-from dataflywheel.store.parallel_read import read_slices
+from dataflywheel.store.parallel_read import read_slices, slice_source
 from dataflywheel.store.store import Store
 
 # Reads spanning more ids than this go through the columnar bulk path.
@@ -115,10 +116,11 @@ def read_events(
 ) -> tuple[EventArrays, int]:
     """Weighted item events with ``after < id <= upto``; returns them and the highest id seen.
 
-    On SQLite, whole-history reads up to a known id (snapshots, a champion's history) go
-    through this process's :class:`_History`, which reads only the events it has not seen yet.
+    Where ids become visible in order (SQLite), whole-history reads up to a known id (snapshots,
+    a champion's history) go through this process's :class:`_History`, which reads only the
+    events it has not seen yet.
     """
-    if after == 0 and upto is not None and store.dialect == "sqlite":
+    if after == 0 and upto is not None and ids_visible_in_order(store.engine):
         table = _history(store).upto(upto)
     else:
         table = _read_table(store, after, upto)
@@ -148,14 +150,8 @@ def _read_table(store: Store, after: int, upto: int | None) -> np.ndarray:
     query = events_query(store.settings)
     params = {"after": after, "upto": upto if upto is not None else 2**62}
     workers = os.cpu_count() or 1
-    path = store.engine.url.database
-    if (
-        store.dialect == "sqlite"
-        and path
-        and workers > 1
-        and upto is not None
-        and upto - after >= PARALLEL_READ_ROWS
-    ):
+    path = slice_source(store.engine)
+    if path is not None and workers > 1 and upto is not None and upto - after >= PARALLEL_READ_ROWS:
         # Slices of the id range, each read by its own process, concatenated in id order.
         bounds = np.linspace(after, upto, workers + 1).round().astype(np.int64)
         with store.read() as conn:

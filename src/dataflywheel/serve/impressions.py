@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from dataflywheel.store.bulk import insert_rows_sqlite
+from dataflywheel.store.driver import insert_rows
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,8 @@ JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 def insert_impressions(conn: Connection, records: list[dict[str, Any]]) -> None:
     """Driver-level inserts with the JSON columns encoded by orjson (a third of the per-row
-    cost of a Core insert, which encodes each JSON value in Python); multi-row statements on
-    SQLite, whose ``executemany`` would hand serving's event loop the GIL at every row."""
+    cost of a Core insert, which encodes each JSON value in Python); on SQLite in multi-row
+    statements, which do not hand serving's event loop the GIL at every row."""
     rows = [
         tuple(
             _encode(record.get(column)) if column in JSON_COLUMNS else record.get(column)
@@ -115,15 +115,7 @@ def insert_impressions(conn: Connection, records: list[dict[str, Any]]) -> None:
         )
         for record in records
     ]
-    head = f"INSERT INTO impressions ({', '.join(COLUMNS)})"
-    if conn.dialect.name != "sqlite":
-        conn.exec_driver_sql(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
-        return
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        insert_rows_sqlite(cursor, head, rows)
-    finally:
-        cursor.close()
+    insert_rows(conn, "impressions", COLUMNS, rows)
 
 
 def _encode(value: Any) -> str | None:

@@ -4,7 +4,8 @@ Serving folds every user's newest events in at once, so each request asks the ta
 since the last one, and that must cost nothing when nothing changed.
 
 - SQLite serialises its writers, so ids become visible in order: the tail reads ``id > last``
-  after a connection of its own saw ``PRAGMA data_version`` change (a few microseconds).
+  after the store's change probe (:mod:`dataflywheel.store.changes`) saw a commit (a few
+  microseconds).
 - PostgreSQL's concurrent writers can commit a lower id after a higher one, so "after the
   highest id read" would skip the late one forever. Writers announce each insert's id range at
   commit (:mod:`dataflywheel.store.notify`), and the tail reads exactly the announced ranges,
@@ -20,9 +21,9 @@ since the last one, and that must cost nothing when nothing changed.
 from __future__ import annotations
 
 import bisect
-import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from sqlalchemy import select
 
 from dataflywheel.learn.snapshot import EventArrays, events_query, weight_expression
 from dataflywheel.store import notify, schema
+from dataflywheel.store.changes import ChangeProbe, RangeQuery, change_probe, ids_visible_in_order
+from dataflywheel.store.driver import DriverQuery
 from dataflywheel.store.store import Store
 
 CATCHUP_SECONDS = 2.0
@@ -121,20 +124,21 @@ class IdSet:
 class EventTail:
     """The weighted item events committed after ``watermark`` that were not read yet.
 
-    Reads go through a plain driver cursor: on this path SQLAlchemy's execution costs about 30
-    times the query itself.
+    Reads go through a plain driver cursor (:mod:`dataflywheel.store.driver`): on this path
+    SQLAlchemy's execution costs about 30 times the query itself.
     """
 
     def __init__(self, store: Store, watermark: int) -> None:
         self.store = store
         self.top = watermark
-        self._probe: sqlite3.Connection | None = None
+        self._probe: ChangeProbe | None = None
         self._version: int | None = None
         self._hub: notify.Hub | None = None
-        if store.dialect == "postgresql":
-            self._init_postgres(store, watermark)
+        self._ordered = ids_visible_in_order(store.engine)
+        if self._ordered:
+            self._init_ordered(store)
         else:
-            self._init_sqlite(store)
+            self._init_announced(store, watermark)
 
     def close(self) -> None:
         """Stop listening and close the probe; later reads query every time."""
@@ -147,61 +151,51 @@ class EventTail:
 
     def read(self) -> tuple[EventArrays, int]:
         """The item events not read yet (in id order) and the highest id read so far."""
-        if self.store.dialect == "postgresql":
-            return self._read_postgres(), self.top
-        return self._read_sqlite(), self.top
+        if self._ordered:
+            return self._read_ordered(), self.top
+        return self._read_announced(), self.top
 
-    # SQLite -------------------------------------------------------------------------------
+    # Ids visible in order (SQLite) --------------------------------------------------------
 
-    def _init_sqlite(self, store: Store) -> None:
-        compiled = events_query(store.settings).compile(dialect=store.engine.dialect)
-        self._sql = str(compiled)
-        self._params = compiled.construct_params({"after": 0, "upto": _TOP})
-        self._order = compiled.positiontup
-        path = store.engine.url.database
-        if path and path != ":memory:":
-            self._probe = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    def _init_ordered(self, store: Store) -> None:
+        self._after = DriverQuery(
+            store.engine, events_query(store.settings), {"after": 0, "upto": _TOP}
+        )
+        self._probe = change_probe(store.engine)
         self._covered = 2**63
         """Every event after this id was read at ``_version`` (none read yet: no id)."""
 
-    def _read_sqlite(self) -> EventArrays:
+    def _read_ordered(self) -> EventArrays:
         probe = self._probe
         if probe is not None:
             # Read before the query: a commit landing in between shows at the next poll.
-            version = probe.execute("PRAGMA data_version").fetchone()[0]
+            version = probe.version()
             if version == self._version and self.top >= self._covered:
                 return _NO_EVENTS
             self._version = version
-        values = {**self._params, "after": self.top}
-        params: Any = values if self._order is None else [values[n] for n in self._order]
-        table = self._query(self._sql, params)
+        table = _table(self._after.rows(after=self.top))
         if len(table):
             self.top = int(table[-1, 0])
         self._covered = self.top
         return _arrays(table)
 
-    # PostgreSQL ---------------------------------------------------------------------------
+    # Ids announced at commit (PostgreSQL) -------------------------------------------------
 
-    def _init_postgres(self, store: Store, watermark: int) -> None:
+    def _init_announced(self, store: Store, watermark: int) -> None:
         e = schema.events.c
-        columns = select(e.id, e.user_idx, e.item_idx, weight_expression(store.settings), e.ts)
-        body = str(
-            columns.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
-        ).replace("%", "%%")
-        # Every event, user-level ones included, so that their ids do not look like holes;
-        # one index range scan per range.
-        self._sql = (
-            "SELECT q.* FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi) "
-            f"CROSS JOIN LATERAL ({body} WHERE events.id BETWEEN r.lo AND r.hi) AS q "
-            "ORDER BY 1"
+        # Every event, user-level ones included, so that their ids do not look like holes.
+        self._ranges = RangeQuery(
+            store.engine,
+            select(e.id, e.user_idx, e.item_idx, weight_expression(store.settings), e.ts),
         )
         now = time.monotonic()
         self._ids = IdSet(watermark, now)
         self._pending: list[tuple[int, int]] = []
         self._pending_lock = threading.Lock()
         self._catchup_at = now  # the first read catches up: the listener may not be up yet
-        self._hub = notify.hub(store.engine.url)
-        self._hub.subscribe(self)
+        self._hub = notify.listener(store.engine)
+        if self._hub is not None:
+            self._hub.subscribe(self)
 
     def on_events(self, lo: int, hi: int) -> None:
         """Called by the listener thread: ids ``lo..hi`` were committed."""
@@ -221,7 +215,7 @@ class EventTail:
         if topic == notify.ANY:  # the listener (re)connected: notifications may be missing
             self._catchup_at = -np.inf
 
-    def _read_postgres(self) -> EventArrays:
+    def _read_announced(self) -> EventArrays:
         now = time.monotonic()
         with self._pending_lock:
             ranges, self._pending = self._pending, []
@@ -237,8 +231,7 @@ class EventTail:
             ranges.append((ids.top + 1, _TOP))
         if not ranges:
             return _NO_EVENTS
-        lows, highs = zip(*_merged(ranges), strict=True)
-        table = self._query(self._sql, (list(lows), list(highs)))
+        table = _table(self._ranges.rows(_merged(ranges)))
         if not len(table):
             return _NO_EVENTS
         found = table[:, 0].astype(np.int64)
@@ -248,18 +241,10 @@ class EventTail:
         self.top = ids.top
         return _arrays(table[~np.isnan(table[:, 2])])
 
-    # Both ---------------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: Any) -> np.ndarray:
-        connection = self.store.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
-        return np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+def _table(rows: Sequence[Any]) -> np.ndarray:
+    """Rows (id, user, item, weight, ts) as a float64 table."""
+    return np.array(rows, dtype=np.float64).reshape(len(rows), 5)
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 log = logging.getLogger(__name__)
 EVENTS = "flywheel_events"
@@ -164,3 +164,9 @@ def hub(url: Any) -> Hub:
         if found is None:
             found = _HUBS[found_key] = Hub(found_key)
         return found
+
+
+def listener(engine: Engine) -> Hub | None:
+    """The hub that hears the commits announced on ``engine``'s store, or None where commits
+    are not announced (SQLite)."""
+    return hub(engine.url) if engine.dialect.name == "postgresql" else None

@@ -14,8 +14,18 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from sqlalchemy import Engine
 
 CHUNK = 200_000
+
+
+def slice_source(engine: Engine) -> str | None:
+    """The SQLite file that child processes can each read a slice of, or None where a read
+    cannot be split over processes (PostgreSQL, an in-memory database)."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None
+    return path
 
 
 def _read_slice(path: str, sql: str, width: int) -> np.ndarray:

@@ -49,10 +49,6 @@ class Store:
         self._ids_lock = threading.Lock()
         self._created = {"users": 0, "items": 0}
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
     def close(self) -> None:
         self.engine.dispose()
 
