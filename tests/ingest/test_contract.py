@@ -39,6 +39,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"value": "abc"}, "value"),
     ({"timestamp": "1980-01-01T00:00:00Z"}, "timestamp"),
     ({"timestamp": "yesterday"}, "timestamp"),
+    ({"timestamp": "2024-01-01T00:00:00"}, "timestamp"),  # no UTC offset
+    ({"user_id": ""}, "user_id"),  # in the CSV: an empty cell
 ]
 
 

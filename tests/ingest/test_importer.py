@@ -10,6 +10,7 @@ import pytest
 
 import dataflywheel as dfw
 from dataflywheel.errors import ValidationError
+from dataflywheel.ingest import contract
 from dataflywheel.ingest.importer import EventImporter
 
 
@@ -164,3 +165,39 @@ def test_empty_ids_are_missing_ones_and_long_ids_are_rejected(
     assert stored == {"e1": "r1", generated[0]: None, generated[1]: None}
     again = EventImporter(wheel.store).run(path, default_type="click")
     assert (again.accepted, again.duplicates) == (0, 3)
+
+
+def test_empty_user_cells_and_times_without_offset_get_the_http_messages(
+    wheel: dfw.Flywheel, tmp_path: Path
+) -> None:
+    """Numeric user ids with an empty cell (read as a null number) and a column of times
+    without a UTC offset (read as timestamps): each row gets the message HTTP gives for an
+    empty ``user_id`` and for such a time; times with an offset are kept."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,timestamp\n"
+        "1,10,2024-01-01T00:00:00\n"
+        ",11,2024-01-02T00:00:00.250\n"
+        "3,12,2024-01-03T00:00:00.250\n"
+    )
+    result = EventImporter(wheel.store).run(path, default_type="click")
+    assert (result.accepted, result.rejected) == (0, 3)
+    empty = contract.length_message(wheel.store.settings.max_id_length)
+    assert [(e["row"], e["field"], e["error"]) for e in result.errors] == [
+        (2, "user_id", empty),
+        (1, "timestamp", contract.NO_OFFSET),
+        (3, "timestamp", contract.NO_OFFSET),
+    ]
+    lines = tmp_path / "events.jsonl"
+    lines.write_text('{"user_id": "u1", "item_id": "i1", "timestamp": "2024-01-01T00:00:00"}\n')
+    [error] = EventImporter(wheel.store).run(lines, default_type="click").errors
+    assert (error["field"], error["error"]) == ("timestamp", contract.NO_OFFSET)
+
+    zoned = tmp_path / "zoned.csv"
+    zoned.write_text(
+        "user_id,item_id,timestamp\n1,10,2024-01-01T00:00:00Z\n2,11,2024-01-01T02:00:00+02:00\n"
+    )
+    assert EventImporter(wheel.store).run(zoned, default_type="click").accepted == 2
+    with wheel.store.read() as conn:
+        stamps = conn.exec_driver_sql("SELECT ts FROM events").scalars().all()
+    assert stamps == [1_704_067_200.0] * 2

@@ -28,9 +28,13 @@ def as_strings(array: pa.Array) -> pa.Array:
     return array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
 
 
-def timestamps(array: pa.Array) -> np.ndarray:
-    """Epoch seconds (NaN where missing or unparsable)."""
+def timestamps(array: pa.Array, *, text: bool) -> np.ndarray:
+    """Epoch seconds (NaN where missing or unparsable). ``text``: the file is text (CSV, JSON
+    Lines), whose times the reader typed without a UTC offset are refused, as over HTTP; a
+    Parquet timestamp column without a zone holds UTC."""
     if pa.types.is_timestamp(array.type):
+        if text and array.type.tz is None:
+            return np.full(len(array), math.nan)
         micros = pc.cast(pc.cast(array, pa.timestamp("us", tz="UTC")), pa.int64())
         return micros.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
     out = floats(array, default=math.nan)

@@ -233,7 +233,7 @@ class EventImporter:
                 path, fmt_name, rows=self.batch_rows, csv_bytes=self.csv_block_bytes
             )
             for batch in batches:
-                yield self._prepare(batch, mapping, default_type, prefix, offset)
+                yield self._prepare(batch, fmt_name, mapping, default_type, prefix, offset)
                 offset += batch.num_rows
 
         users = _DenseIds(self.store, "users")
@@ -258,6 +258,7 @@ class EventImporter:
     def _prepare(
         self,
         batch: pa.RecordBatch,
+        fmt: Format,
         mapping: Mapping[str, str],
         default_type: str | None,
         prefix: str,
@@ -302,6 +303,8 @@ class EventImporter:
                 "the file has no user_id column (use --map user_id=COLUMN)", field="user_id"
             )
         users = as_strings(users_col)
+        if fmt == "csv":  # an empty cell is an empty string, whatever type the column was read as
+            users = users.fill_null("")
         check_ids("user_id", users, required=True, empty=False)
         items_col = column(batch, mapping, "item_id")
         items = as_strings(items_col) if items_col is not None else None
@@ -354,7 +357,7 @@ class EventImporter:
         invalid(~np.isfinite(values) | (values < low) | (values > high), "value", value_message)
 
         ts_col = column(batch, mapping, "timestamp")
-        stamps = np.full(n, now) if ts_col is None else timestamps(ts_col)
+        stamps = np.full(n, now) if ts_col is None else timestamps(ts_col, text=fmt != "parquet")
         stamp_cell = strings_of(ts_col) if ts_col is not None else None
 
         def stamp_message(i: int) -> str:
