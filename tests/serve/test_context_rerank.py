@@ -100,9 +100,9 @@ def greedy(url: str) -> dfw.Flywheel:
 
 
 @pytest.mark.slow
-def test_a_reranker_with_signal_passes_and_reorders_by_device(sqlite_url: str) -> None:
-    end = generate(sqlite_url, signal=True)
-    with greedy(sqlite_url) as wheel:
+def test_a_reranker_with_signal_passes_and_reorders_by_device(store_url: str) -> None:
+    end = generate(store_url, signal=True)
+    with greedy(store_url) as wheel:
         before = {device: top(wheel, device) for device in ("mobile", "desktop", None)}
         assert before["mobile"] == before["desktop"] == before[None]
         assert {item[0] for item in before[None]} == {"a", "b"}  # the base mixes categories

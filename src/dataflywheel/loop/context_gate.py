@@ -66,7 +66,8 @@ def fit_and_check(
     fields = tuple(settings.context_fields)
     if not fields:
         raise ConfigError(
-            "declare the context fields used in ranking first", field="context_fields"
+            "declare the context fields used in ranking first (setting context_fields)",
+            field="context_fields",
         )
     if not 0 < holdout < 1:
         raise ValidationError("must lie strictly between 0 and 1", field="holdout")
