@@ -13,7 +13,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dataflywheel.cli.common import DbOption, JsonOption, emit_json, err, out
-from dataflywheel.store.urls import embedded_url
 
 if TYPE_CHECKING:
     from dataflywheel.simulate.runner import DayReport, Simulation
@@ -126,7 +125,7 @@ def _fresh_demo_store() -> str:
     for path in (DEMO_DB, Path("demo.db-wal"), Path("demo.db-shm")):
         path.unlink(missing_ok=True)
     shutil.rmtree(DEMO_DB.with_name("demo.artifacts"), ignore_errors=True)
-    return embedded_url(DEMO_DB)
+    return f"sqlite:///{DEMO_DB}"
 
 
 def demo(

@@ -22,7 +22,6 @@ from dataflywheel.simulate.population import Population, generate_population
 from dataflywheel.simulate.ratings import population_from_ratings
 from dataflywheel.simulate.runner import Simulation
 from dataflywheel.simulate.scenarios import Scenario
-from dataflywheel.store.urls import embedded_url
 
 __all__ = [
     "ENGINE_SETTINGS",
@@ -93,7 +92,7 @@ def open_engine(
                 )
             engine = HttpEngine(http, api_key)
         else:
-            url = db or embedded_url(Path(scratch) / "simulation.db")
+            url = db or f"sqlite:///{Path(scratch) / 'simulation.db'}"
             engine = EmbeddedEngine(
                 url, **ENGINE_SETTINGS, **seeded_settings(seed), **scenario.engine_settings
             )

@@ -17,8 +17,3 @@ _QUERY = re.compile(r"(?P<head>[?&](?:ssl)?password=)[^&#\s]*", re.IGNORECASE)
 def redact_url(text: str) -> str:
     """``text`` with the password of every URL in it masked (the rest left as it was)."""
     return _QUERY.sub(rf"\g<head>{MASK}", _USERINFO.sub(rf"\g<head>:{MASK}@", text))
-
-
-def embedded_url(path: object) -> str:
-    """The URL of an embedded store (SQLite) in the file ``path``."""
-    return f"sqlite:///{path}"
