@@ -117,9 +117,11 @@ class Settings(BaseSettings):
     max_categories: int = Field(default=100, ge=0)
     allowed_hosts: list[str] = Field(default_factory=list)
 
-    # Serving: the exploration policy (see dataflywheel.serve.exploration.make_policy).
+    # Serving: the exploration policy (see dataflywheel.serve.exploration.make_policy). The
+    # default explores 5 % of the slots, below the top 3, on the items ranked just below the list
+    # (dataflywheel.serve.exploration_aimed); {"name": "greedy"} turns exploration off.
     exploration: dict[str, Any] = Field(
-        default_factory=lambda: {"name": "epsilon_greedy", "epsilon": 0.05}
+        default_factory=lambda: {"name": "aimed_epsilon", "epsilon": 0.05}
     )
     # Ranking a given list (`candidates`), and items the champion has not seen (docs/cold-start.md):
     # text vs categories in content vectors, weight of the content-predicted popularity, and the

@@ -2,7 +2,8 @@
 
 A policy turns one user's candidate scores into a list of ``k`` items. ``propensities[j]`` is
 the probability that the item shown at position ``j`` is shown there: the marginal probability
-for ``greedy``, ``epsilon_greedy`` and ``outside_interests``; for ``softmax`` (Plackett-Luce) the
+for ``greedy``, ``epsilon_greedy``, ``outside_interests`` and ``aimed_epsilon`` (the default,
+:mod:`dataflywheel.serve.exploration_aimed`); for ``softmax`` (Plackett-Luce) the
 probability of choosing it for position ``j`` given the items above it, whose product over the
 list is the probability of the whole list. ``in_list`` is the marginal probability of each item
 being anywhere in the list, where that has a closed form.
@@ -94,11 +95,19 @@ class Policy(ABC):
     """Ranks candidates for one user and states the probability of what it served."""
 
     name: str
+    uses_counts = False
+    """Whether :meth:`rank` reads ``counts`` (only these policies need them computed)."""
 
     def rank(
-        self, item_ids: ArrayLike, scores: ArrayLike, k: int, rng: np.random.Generator
+        self,
+        item_ids: ArrayLike,
+        scores: ArrayLike,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
     ) -> RankedList:
-        """Draw a list of at most ``k`` items from the candidates, with propensities."""
+        """Draw a list of at most ``k`` items from the candidates, with propensities;
+        ``counts`` (each candidate's interactions) only matters where ``uses_counts``."""
         ids, values, k = _prepare(item_ids, scores, k)
         if k == 0:
             empty = np.zeros(0)
@@ -332,17 +341,34 @@ _POLICIES: dict[str, tuple[type[Policy], dict[str, Any]]] = {
     "outside_interests": (OutsideInterests, {"share": 0.1, "tail": 0.5, "positions": None}),
 }
 
+_AIMED_DEFAULTS: dict[str, Any] = {
+    "epsilon": 0.05,
+    "shadow": True,
+    "top": 3,
+    "pool": 5,
+    "novelty": 0.5,
+    "adapt": 0.5,
+}
+"""``aimed_epsilon`` (:mod:`dataflywheel.serve.exploration_aimed`), the serving default."""
+
 
 def make_policy(config: Mapping[str, Any]) -> Policy:
     """Build a policy from ``{"name": ..., **parameters}``; bad configs raise ValidationError."""
     if not isinstance(config, Mapping) or "name" not in config:
         raise ValidationError("policy config needs a 'name'", field="name")
+    # Imported here: it builds on this module's classes.
+    from dataflywheel.serve.exploration_aimed import AimedEpsilon
+
+    policies: dict[str, tuple[type[Policy], dict[str, Any]]] = {
+        **_POLICIES,
+        AimedEpsilon.name: (AimedEpsilon, _AIMED_DEFAULTS),
+    }
     name = config["name"]
-    if name not in _POLICIES:
+    if name not in policies:
         raise ValidationError(
-            f"unknown policy {name!r}; choose from {', '.join(_POLICIES)}", field="name"
+            f"unknown policy {name!r}; choose from {', '.join(policies)}", field="name"
         )
-    cls, defaults = _POLICIES[name]
+    cls, defaults = policies[name]
     params = {key: value for key, value in config.items() if key != "name"}
     unknown = set(params) - set(defaults)
     if unknown:

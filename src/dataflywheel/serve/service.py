@@ -30,6 +30,7 @@ from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.content import ContentScorer
 from dataflywheel.serve.context_rerank import ContextRanking
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
+from dataflywheel.serve.exploration_aimed import candidate_counts
 from dataflywheel.serve.history import Histories
 from dataflywheel.serve.segments import Segments
 from dataflywheel.serve.shadow import ShadowJob, SidecarLog
@@ -369,7 +370,10 @@ class RecommendationService:
                     policy, served.histories, user, candidates, scores[candidates], k, self._rng
                 )
             if aimed is None:
-                ranked = policy.rank(candidates, scores[candidates], k, self._rng)
+                counts = None
+                if policy.uses_counts:  # interactions in the champion's snapshot; new: 0
+                    counts = candidate_counts(served.snapshot_popularity, candidates)
+                ranked = policy.rank(candidates, scores[candidates], k, self._rng, counts)
             else:
                 ranked, shown_by, policy_name = aimed
             version = shown_by or arm.version

@@ -1,0 +1,197 @@
+"""ε-greedy with its budget spent where an explored slot teaches most and costs least.
+
+``aimed_epsilon`` explores the same expected share ε of the slots as ``epsilon_greedy`` but:
+
+- **positions**: the first ``top`` positions (at most k − 1) are always the model's; below
+  them, position j is explored with a probability that grows linearly toward the bottom of the
+  list (a slot there is seen less, so giving it away costs less);
+- **items**: an explored slot shows one of the items the model ranks just below the list (the
+  ``pool`` × (k − top) next ones; the nearest misses go to the lowest positions), not a uniform
+  draw from the whole catalogue: those are the items whose order against the list is least
+  certain; among them, items with few interactions (``counts``, e.g. positive interactions in
+  the champion's snapshot; new items have none) are drawn more often, with weight
+  (1 + count)^(−novelty), as the uncertainty of a rate estimated from n observations shrinks
+  like 1/√n;
+- **users**: a user whose scores hardly fall past the list (the cut is arbitrary, the next
+  items are nearly as good) explores more, up to (1 + adapt)×; one whose scores drop off a
+  cliff after it explores less, down to (1 − adapt)×; scores that fall with the logarithm of
+  the rank, the usual shape, keep ε. The multiplier depends on the user's scores only, so it is
+  part of the policy.
+
+Every window item can appear only at its own position, so the logged propensity of an item at
+its position is exact and is also its probability of being in the list: 1 for the top
+positions, 1 − π_j for the model's item at a lower position j, π_j × w_i / Σw for explored item
+i. :meth:`AimedEpsilon.position_marginals` gives the same numbers for every candidate in closed
+form. While shadow candidates are evaluated (``shadow: true``) the whole ε goes to their lists
+instead, as for ``epsilon_greedy`` (:class:`~dataflywheel.serve.exploration.ShadowExplore`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from dataflywheel.errors import ValidationError
+from dataflywheel.serve.exploration import (
+    EpsilonGreedy,
+    FloatArray,
+    IntArray,
+    RankedList,
+    _prepare,
+    _top,
+)
+
+__all__ = ["AimedEpsilon", "Plan", "candidate_counts"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One user's exploration plan: the model's top k, and for each window item (the items
+    ranked just below the list) the position it may take and its probability of taking it."""
+
+    greedy: IntArray
+    explore: FloatArray
+    """π_j: probability that position j shows an explored item (0 for the top positions)."""
+    window: IntArray
+    slot: IntArray
+    """The position each window item may take."""
+    chance: FloatArray
+    """P(window item at its position) = π_slot × its share of the slot's pool."""
+    uncertainty: float
+
+
+@dataclass(frozen=True)
+class AimedEpsilon(EpsilonGreedy):
+    """ε-greedy at lower positions over near-miss and little-known items (module docstring)."""
+
+    epsilon: float = 0.05
+    shadow: bool = True
+    top: int = 3
+    pool: int = 5
+    novelty: float = 0.5
+    adapt: float = 0.5
+    name = "aimed_epsilon"
+    uses_counts = True
+
+    def __post_init__(self) -> None:
+        for key, low in (("top", 0), ("pool", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValidationError(f"{key} must be an integer of at least {low}", field=key)
+        for key, high in (("novelty", math.inf), ("adapt", 1.0)):
+            value = getattr(self, key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0.0 <= value <= high
+            ):
+                raise ValidationError(f"{key} must be a number in [0, {high:g}]", field=key)
+
+    def rank(
+        self,
+        item_ids: ArrayLike,
+        scores: ArrayLike,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
+    ) -> RankedList:
+        """Draw a list of at most ``k`` items; ``counts``: each candidate's interactions."""
+        ids, values, k = _prepare(item_ids, scores, k)
+        if k == 0:
+            empty = np.zeros(0)
+            return RankedList(ids[:0], empty, empty, empty)
+        plan = self.plan(values, k, _counts(counts, values.size))
+        chosen = plan.greedy.copy()
+        propensities = 1.0 - plan.explore
+        for j in np.flatnonzero(rng.random(k) < plan.explore):
+            members = np.flatnonzero(plan.slot == j)
+            share = plan.chance[members] / plan.explore[j]
+            at = np.searchsorted(np.cumsum(share), rng.random() * share.sum(), side="right")
+            pick = members[min(int(at), members.size - 1)]
+            chosen[j] = plan.window[pick]
+            propensities[j] = plan.chance[pick]
+        return RankedList(ids[chosen], values[chosen], propensities, propensities.copy())
+
+    def _draw(
+        self, scores: FloatArray, k: int, rng: np.random.Generator
+    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
+        ranked = self.rank(np.arange(scores.size), scores, k, rng)
+        return ranked.items, ranked.propensities, ranked.in_list
+
+    def position_marginals(
+        self,
+        scores: FloatArray,
+        k: int,
+        rng: np.random.Generator | None = None,
+        counts: ArrayLike | None = None,
+    ) -> FloatArray:
+        """P(candidate at position j), closed form: what :meth:`rank` draws with the same
+        ``counts``."""
+        values = np.asarray(scores, dtype=np.float64)
+        k = min(k, values.size)
+        plan = self.plan(values, k, _counts(counts, values.size))
+        out = np.zeros((values.size, k))
+        out[plan.greedy, np.arange(k)] = 1.0 - plan.explore
+        out[plan.window, plan.slot] = plan.chance
+        return out
+
+    def plan(self, scores: FloatArray, k: int, counts: FloatArray | None) -> Plan:
+        """Where and what this user's list may explore, with the probabilities (1 ≤ k ≤ n)."""
+        first = min(self.top, k - 1)  # a short list keeps its last position to explore
+        lower = k - first
+        width = min(self.pool * lower, scores.size - k)
+        order = _top(scores, min(scores.size, max(k + width, 2 * k)))
+        greedy, window = order[:k], order[k : k + width]
+        explore = np.zeros(k)
+        uncertainty = _uncertainty(scores[order], k)
+        if not (lower and width and self.epsilon > 0):
+            none = np.zeros(0, dtype=np.int64)
+            return Plan(greedy, explore, none, none, np.zeros(0), uncertainty)
+        # Window rank q takes position k-1-(q mod lower): the nearest misses go lowest.
+        slot = k - 1 - np.arange(width) % lower
+        ramp = np.zeros(k)
+        ramp[np.unique(slot)] = np.unique(slot) - first + 1.0
+        expected = self.epsilon * k * (1.0 + self.adapt * (2.0 * uncertainty - 1.0))
+        explore = np.minimum(1.0, expected * ramp / ramp.sum())
+        weight = (
+            np.ones(width) if counts is None else (1.0 + counts[window]) ** -float(self.novelty)
+        )
+        pooled = np.bincount(slot, weights=weight, minlength=k)
+        chance = explore[slot] * weight / pooled[slot]
+        return Plan(greedy, explore, window, slot, chance, uncertainty)
+
+
+def _uncertainty(ranked: FloatArray, k: int) -> float:
+    """How arbitrary the list's cut is, in [0, 1]: the scores' drop over the list's lower half
+    (rank k/2 to k) against their drop over as many ranks again below it (k to 2k). 0.5 when
+    both are equal, as when scores fall with the logarithm of the rank (the usual shape); 1 when
+    flat below the list; 0 at a cliff after it."""
+    if k < 2 or ranked.size <= k:
+        return 0.5
+    inside = ranked[(k + 1) // 2 - 1] - ranked[k - 1]
+    outside = ranked[k - 1] - ranked[min(2 * k, ranked.size) - 1]
+    total = inside + outside
+    if not (np.isfinite(total) and total > 0):
+        return 0.5
+    return float(inside / total)
+
+
+def _counts(counts: ArrayLike | None, size: int) -> FloatArray | None:
+    if counts is None:
+        return None
+    values = np.asarray(counts, dtype=np.float64)
+    if values.shape != (size,) or not np.isfinite(values).all():
+        raise ValidationError("counts must be one finite number per candidate", field="counts")
+    return np.maximum(values, 0.0)
+
+
+def candidate_counts(per_item: NDArray[Any], candidates: IntArray) -> FloatArray:
+    """Each candidate's count from a per-item array (items beyond it, i.e. newer: 0)."""
+    out = np.zeros(candidates.size)
+    inside = candidates < per_item.size
+    out[inside] = per_item[candidates[inside]]
+    return out
