@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 from sqlalchemy import Connection
 
-from dataflywheel.store.notify import notify_events
+from dataflywheel.store.notify import announce_events_sql, note_event_range
 
 EventRow = tuple[str, int, int | None, str, float, float, float, str | None, str | None]
 COLUMNS = (
@@ -46,6 +46,19 @@ _PG_INSERT = (
     "(r ->> 2)::integer, r ->> 3, (r ->> 4)::float8, (r ->> 5)::float8, (r ->> 6)::float8, "
     "r ->> 7, r ->> 8 FROM jsonb_array_elements(%s::jsonb) AS r "
     "ON CONFLICT (event_id) DO NOTHING"
+)
+# The insert announces its id range in the same statement (one round trip; the notification
+# is delivered at commit all the same). A CTE the main query does not read is not run, so
+# the second form joins the one-row announcement (no row when nothing was inserted).
+_PG_INSERT_ANNOUNCED = (
+    f"WITH new AS ({_PG_INSERT} RETURNING id), "
+    "r AS (SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM new) "
+    f"SELECT n, lo, hi, CASE WHEN n > 0 THEN {announce_events_sql('lo', 'hi')} END FROM r"
+)
+_PG_INSERT_ANNOUNCED_IDS = (
+    f"WITH new AS ({_PG_INSERT} RETURNING event_id, id), "
+    f"told AS (SELECT {announce_events_sql('min(id)', 'max(id)')} FROM new HAVING count(*) > 0) "
+    "SELECT new.event_id, new.id FROM new, told"
 )
 
 
@@ -209,14 +222,11 @@ def insert_events(conn: Connection, rows: Sequence[EventRow]) -> int:
         finally:
             cursor.close()
     with raw.cursor() as cursor:
-        cursor.execute(
-            f"WITH new AS ({_PG_INSERT} RETURNING id) SELECT count(*), min(id), max(id) FROM new",
-            (orjson.dumps(rows).decode(),),
-        )
-        count, lo, hi = cursor.fetchone()
-        if count:
-            notify_events(cursor, conn, lo, hi)
-        return int(count)
+        cursor.execute(_PG_INSERT_ANNOUNCED, (orjson.dumps(rows).decode(),))
+        count, lo, hi, _ = cursor.fetchone()
+    if count:
+        note_event_range(conn, lo, hi)
+    return int(count)
 
 
 def insert_event_batches(conn: Connection, batches: Sequence[Sequence[EventRow]]) -> list[int]:
@@ -233,12 +243,12 @@ def insert_event_batches(conn: Connection, batches: Sequence[Sequence[EventRow]]
         return [0] * len(batches)
     raw: Any = conn.connection.dbapi_connection
     with raw.cursor() as cursor:
-        cursor.execute(f"{_PG_INSERT} RETURNING event_id, id", (orjson.dumps(every).decode(),))
+        cursor.execute(_PG_INSERT_ANNOUNCED_IDS, (orjson.dumps(every).decode(),))
         returned = cursor.fetchall()
-        if returned:
-            ids = [row[1] for row in returned]
-            notify_events(cursor, conn, min(ids), max(ids))
-        new = {event_id for event_id, _ in returned}
+    if returned:
+        ids = [row[1] for row in returned]
+        note_event_range(conn, min(ids), max(ids))
+    new = {event_id for event_id, _ in returned}
     counts = []
     for rows in batches:
         mine = {row[0] for row in rows if row[0] in new}

@@ -48,10 +48,16 @@ def notify(conn: Connection, topic: str) -> None:
         conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (CHANGES, topic))
 
 
-def notify_events(cursor: Any, conn: Connection, lo: int, hi: int) -> None:
-    """Announce the inserted event ids ``lo..hi`` (PostgreSQL; ``cursor`` is ``conn``'s raw
-    cursor) at commit, and note them for :func:`take_event_ranges`."""
-    cursor.execute("SELECT pg_notify(%s, %s)", (EVENTS, f"{lo}-{hi}"))
+def announce_events_sql(lo: str, hi: str) -> str:
+    """The SQL call announcing the event ids ``lo..hi`` (SQL expressions) at commit, for the
+    statement that inserts them: a statement of its own would cost a round trip per insert,
+    which single-event requests feel. Pair it with :func:`note_event_range`."""
+    return f"pg_notify('{EVENTS}', {lo} || '-' || {hi})"
+
+
+def note_event_range(conn: Connection, lo: int, hi: int) -> None:
+    """Note the event ids ``lo..hi`` announced in ``conn``'s transaction, for
+    :func:`take_event_ranges`."""
     conn.info.setdefault(_RANGES, []).append((lo, hi))
 
 
