@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     # (0: never), in a child process bounded by the budget.
     value_interval_seconds: float = Field(default=86_400.0, ge=0)
     value_budget_seconds: float = Field(default=120.0, gt=0)
+    # The loop refits and re-checks the contextual re-ranker (docs/context.md) this often when
+    # impressions arrived, and when the champion changed (0: never), in a child process.
+    context_rerank_interval_seconds: float = Field(default=3_600.0, ge=0)
     # Events and impressions older than this are deleted by the loop (None: kept forever).
     retention_days: float | None = Field(default=None, gt=0)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)

@@ -27,12 +27,14 @@ from dataflywheel.label.queue import LabelQueue
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.trainer import Trainer
 from dataflywheel.learn.value.cache import cache_path, load
+from dataflywheel.loop.context_job import last_check, newest_impression_ts
 from dataflywheel.loop.gates import Rollout
 from dataflywheel.store.lease import Lease, Renewal
 from dataflywheel.store.store import Store
 
 log = logging.getLogger(__name__)
 LEASE = "loop"
+CONTEXT_TIMEOUT = 1_800.0
 
 
 class Loop:
@@ -56,6 +58,7 @@ class Loop:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
         self.lease = Lease(store, LEASE, self.holder)
         self._renewal: Renewal | None = None
+        self._context_failed_at = -float("inf")
         labels = Labels(store, Ingestor(store), LabelQueue(store))
         self.rollout = Rollout(store, registry, settings, labels)
         self.rollout.fence = self.fence
@@ -89,8 +92,11 @@ class Loop:
             step = self._retrain(now)
         if watched is not None:
             step = {**step, "watch": watched}
-        if step["action"] == "skipped" and self.value_due(now):
-            step = {**step, "value": self.measure_value()}
+        if step["action"] == "skipped":
+            if self.value_due(now):
+                step = {**step, "value": self.measure_value()}
+            elif self.context_due(now):
+                step = {**step, "context_rerank": self.refit_context(now)}
         return {**step, "queued": queued} if queued else step
 
     def value_due(self, now: float) -> bool:
@@ -125,6 +131,60 @@ class Loop:
         if done.returncode != 0:
             return {"error": done.stderr.strip()[-500:]}
         return dict(orjson.loads(done.stdout))
+
+    def context_due(self, now: float) -> bool:
+        """A refit and check of the contextual re-ranker is due in the server's loop when context
+        fields are declared and a champion serves, and: none was made, the champion changed
+        since (the check replays the champion's ranking), or the last is older than
+        ``context_rerank_interval_seconds`` and lists were served since. Switched off by hand,
+        it stays off until the next fit by hand; a failed refit waits out the interval."""
+        interval = self.settings.context_rerank_interval_seconds
+        if not self.isolated or interval <= 0 or not self.settings.context_fields:
+            return False
+        champion = self.registry.champion()
+        if champion is None or now - self._context_failed_at < interval:
+            return False
+        last = last_check(self.store)
+        if last is None:
+            return True
+        ts, detail = last
+        if detail.get("verdict") == "off":
+            return False
+        if detail.get("champion") != champion["version"]:
+            return True
+        newest = newest_impression_ts(self.store)
+        return now - ts >= interval and newest is not None and newest > ts
+
+    def refit_context(self, now: float) -> dict[str, Any]:
+        """Refit and check the re-ranker in a child process
+        (:mod:`dataflywheel.loop.context_job`, which records the verdict) so serving never waits
+        on it; a failure is reported in the step, never raised."""
+        command = [sys.executable, "-m", "dataflywheel.loop.context_job", "--now", repr(now)]
+        for name in self.settings.context_fields:
+            command += ["--field", name]
+        child = self.child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.child_command(self.settings.train_budget_seconds)[1],
+        )
+        try:
+            stdout, stderr = child.communicate(timeout=CONTEXT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            stdout, stderr = "", f"the refit was stopped after {CONTEXT_TIMEOUT:.0f} s"
+        finally:
+            self.child = None
+        if child.returncode != 0:
+            self._context_failed_at = now
+            reason = stderr.strip()[-500:] or f"the refit exited with {child.returncode}"
+            log.warning("loop: context re-ranker refit failed: %s", reason)
+            return {"error": reason}
+        report = dict(orjson.loads(stdout))
+        log.warning("loop: context re-ranker %s (%s)", report["verdict"], report["reason"])
+        return report
 
     def run_leased(self, ttl: float) -> dict[str, Any] | None:
         """:meth:`run_once` under the loop lease, renewed while the step runs; None when
