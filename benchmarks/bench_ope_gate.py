@@ -7,8 +7,9 @@ stops, a champion and a candidate are trained on the same data, the candidate go
 mode, and the days go on with ε-greedy serving (ε = 0.05) aimed at the candidate's whole lists
 (the default while a shadow is evaluated, :class:`dataflywheel.serve.exploration.ShadowExplore`).
 Better: champion popularity, candidate iALS; worse: the reverse (iALS and popularity are the
-registered models farthest apart on the demo's data). After every simulated day three readings
-of the same shadow traffic:
+registered models farthest apart on the demo's data); worse-demo: the champion the demo's loop
+promoted, candidate popularity. After every simulated day three readings of the same shadow
+traffic:
 
 - the gate: :func:`dataflywheel.loop.ope_gate.shadow_evidence` (pass / fail / no evidence, with
   an anytime-valid interval);
@@ -26,7 +27,7 @@ requests, so their difference is the true lift up to the sampling of requests (a
 of about 0.01).
 
     python benchmarks/bench_ope_gate.py [--users 1000] [--days 7] [--warmup 8] [--seeds 3]
-        [--epsilon 0.05] [--cases better,worse]
+        [--first-seed 0] [--epsilon 0.05] [--cases better,worse,worse-demo]
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ from dataflywheel.store.store import Store
 
 MARGIN = 0.05
 Z = 1.96
-CASES = {"better": ("popularity", "ials"), "worse": ("ials", "popularity")}
+# None: keep the champion the demo's loop promoted.
+CASES: dict[str, tuple[str | None, str]] = {
+    "better": ("popularity", "ials"),
+    "worse": ("ials", "popularity"),
+    "worse-demo": (None, "popularity"),
+}
 
 
 @dataclass
@@ -130,9 +136,10 @@ def run(
         # From here the benchmark trains and the loop no longer runs.
         sim.scenario = replace(scenario, retrain="never")
         since = sim.start + warmup * DAY
-        champion = wheel.train(champion_model, budget=30, now=since - 1)
-        if champion["status"] != "champion":
-            wheel.registry.promote(champion["version"], "benchmark", since - 1)
+        if champion_model is not None:
+            champion = wheel.train(champion_model, budget=30, now=since - 1)
+            if champion["status"] != "champion":
+                wheel.registry.promote(champion["version"], "benchmark", since - 1)
         candidate = wheel.train(candidate_model, budget=30, now=since - 1)["version"]
         wheel.registry.set_status(candidate, "shadow", "benchmark", since - 1)
         time.sleep(1.1)  # serving re-reads the champion and the shadow versions once a second
@@ -208,8 +215,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epsilon", type=float, default=0.05)
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default="better,worse")
     args = parser.parse_args()
     lines = [
         "| case | seed | true value per list, champion → candidate (true lift) "
@@ -219,7 +227,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in args.cases.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             rows = run(case, seed, args.users, args.days, args.warmup, args.epsilon)
             lines.append(line(case, seed, rows))
     print("\n".join(lines))
