@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import dataflywheel as dfw
 from dataflywheel.api.app import FlywheelAPI, create_app
 from dataflywheel.config import load_settings
+from dataflywheel.ingest import validate
 from dataflywheel.keys import create_key
 
 with warnings.catch_warnings():
@@ -90,6 +91,26 @@ def test_fast_and_full_stack_answer_bad_requests_alike(
     reference = _send(slow, case, key)
     assert 400 <= answered.status_code < 500 or case[1] == "/v1/events", answered.text
     assert (answered.status_code, answered.content) == (reference.status_code, reference.content)
+
+
+@pytest.mark.parametrize("path", ["/personalizer/rank", "/personalizer/events/e/reward"])
+def test_a_decision_body_is_checked_once(
+    twins: tuple[TestClient, TestClient, str], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    checked: list[bytes] = []
+    real = validate.too_deep
+
+    def counted(raw: bytes, limit: int) -> bool:
+        checked.append(raw)
+        return real(raw, limit)
+
+    monkeypatch.setattr(validate, "too_deep", counted)
+    fast, slow, key = twins
+    body = RANK if path.endswith("rank") else {"value": 1}
+    for client in (fast, slow):
+        checked.clear()
+        _send(client, ("POST", path, body, KEY), key)
+        assert len(checked) == 1
 
 
 def test_both_count_the_request_under_the_route(twins: tuple[TestClient, TestClient, str]) -> None:

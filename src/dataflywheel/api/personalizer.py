@@ -378,6 +378,9 @@ FAST = tuple(
         if route.endpoint in (rank, reward)
         else None,
         render=_render,
+        # Rank and reward check their bodies in _body: once, not again ahead of it (the depth
+        # check costs about as much as parsing a rank body).
+        checks_body=route.endpoint not in (rank, reward),
     )
     for route in personalizer_routes.routes
     if isinstance(route, PersonalizerRoute) and "POST" in (route.methods or ())
