@@ -110,8 +110,8 @@ def test_without_declared_context_fields_the_loop_never_refits(tmp_path: Path) -
         assert audit_actors(wheel) == []
 
 
-def test_a_failed_refit_is_a_reported_step_and_waits_out_the_interval(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'f.db'}"
+def test_a_failed_refit_is_a_reported_step_and_waits_out_the_interval(store_url: str) -> None:
+    url = store_url  # the child reaches PostgreSQL through FLYWHEEL_DB as well
     settings = {**QUIET, "context_fields": ["device"]}
     now = small_world(url, **settings)
     with dfw.open(url, **settings) as wheel:
