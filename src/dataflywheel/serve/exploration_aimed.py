@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ from dataflywheel.serve.exploration import (
     _top,
 )
 
-__all__ = ["AimedEpsilon", "Plan", "candidate_counts"]
+__all__ = ["AimedEpsilon", "CandidateCounts", "Plan", "candidate_counts"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Plan:
     """The position each window item may take."""
     chance: FloatArray
     """P(window item at its position) = π_slot × its share of the slot's pool."""
+    members: tuple[IntArray, ...]
+    """For each position, the window items that may take it."""
     uncertainty: float
 
 
@@ -108,7 +111,7 @@ class AimedEpsilon(EpsilonGreedy):
         chosen = plan.greedy.copy()
         propensities = 1.0 - plan.explore
         for j in np.flatnonzero(rng.random(k) < plan.explore):
-            members = np.flatnonzero(plan.slot == j)
+            members = plan.members[j]
             share = plan.chance[members] / plan.explore[j]
             at = np.searchsorted(np.cumsum(share), rng.random() * share.sum(), side="right")
             pick = members[min(int(at), members.size - 1)]
@@ -139,30 +142,45 @@ class AimedEpsilon(EpsilonGreedy):
         out[plan.window, plan.slot] = plan.chance
         return out
 
-    def plan(self, scores: FloatArray, k: int, counts: FloatArray | None) -> Plan:
+    def plan(self, scores: FloatArray, k: int, counts: FloatArray | CandidateCounts | None) -> Plan:
         """Where and what this user's list may explore, with the probabilities (1 ≤ k ≤ n)."""
         first = min(self.top, k - 1)  # a short list keeps its last position to explore
         lower = k - first
         width = min(self.pool * lower, scores.size - k)
         order = _top(scores, min(scores.size, max(k + width, 2 * k)))
         greedy, window = order[:k], order[k : k + width]
-        explore = np.zeros(k)
         uncertainty = _uncertainty(scores[order], k)
         if not (lower and width and self.epsilon > 0):
             none = np.zeros(0, dtype=np.int64)
-            return Plan(greedy, explore, none, none, np.zeros(0), uncertainty)
-        # Window rank q takes position k-1-(q mod lower): the nearest misses go lowest.
-        slot = k - 1 - np.arange(width) % lower
-        ramp = np.zeros(k)
-        ramp[np.unique(slot)] = np.unique(slot) - first + 1.0
+            return Plan(greedy, np.zeros(k), none, none, np.zeros(0), (), uncertainty)
+        slot, ramp, total, members = _layout(k, first, width)
         expected = self.epsilon * k * (1.0 + self.adapt * (2.0 * uncertainty - 1.0))
-        explore = np.minimum(1.0, expected * ramp / ramp.sum())
-        weight = (
-            np.ones(width) if counts is None else (1.0 + counts[window]) ** -float(self.novelty)
-        )
+        explore = np.minimum(1.0, expected * ramp / total)
+        if counts is None:
+            weight = np.ones(width)
+        else:
+            weight = (1.0 + np.maximum(counts[window], 0.0)) ** -float(self.novelty)
         pooled = np.bincount(slot, weights=weight, minlength=k)
         chance = explore[slot] * weight / pooled[slot]
-        return Plan(greedy, explore, window, slot, chance, uncertainty)
+        return Plan(greedy, explore, window, slot, chance, members, uncertainty)
+
+
+@lru_cache(maxsize=256)
+def _layout(
+    k: int, first: int, width: int
+) -> tuple[IntArray, FloatArray, float, tuple[IntArray, ...]]:
+    """Where each window rank may go, the positions' ramp and its sum, and each position's
+    window ranks: the same for every request of these sizes, so built once (read-only)."""
+    lower = k - first
+    # Window rank q takes position k-1-(q mod lower): the nearest misses go lowest.
+    slot = k - 1 - np.arange(width) % lower
+    used = np.unique(slot)
+    ramp = np.zeros(k)
+    ramp[used] = used - first + 1.0
+    members = tuple(np.flatnonzero(slot == j) for j in range(k))
+    for array in (slot, ramp, *members):
+        array.flags.writeable = False
+    return slot, ramp, float(ramp.sum()), members
 
 
 def _uncertainty(ranked: FloatArray, k: int) -> float:
@@ -180,18 +198,43 @@ def _uncertainty(ranked: FloatArray, k: int) -> float:
     return float(inside / total)
 
 
-def _counts(counts: ArrayLike | None, size: int) -> FloatArray | None:
+def _counts(counts: ArrayLike | None, size: int) -> FloatArray | CandidateCounts | None:
     if counts is None:
         return None
+    if isinstance(counts, CandidateCounts):
+        if len(counts) != size:
+            raise ValidationError("counts must be one number per candidate", field="counts")
+        return counts
     values = np.asarray(counts, dtype=np.float64)
     if values.shape != (size,) or not np.isfinite(values).all():
         raise ValidationError("counts must be one finite number per candidate", field="counts")
-    return np.maximum(values, 0.0)
+    return values  # negative counts read as 0 (plan clips the few it reads)
+
+
+class CandidateCounts:
+    """Each candidate's count from a per-item array, read lazily: :class:`AimedEpsilon` reads
+    only the items just below the list, not all the candidates (thousands, on every request).
+    An array-like: ``np.asarray`` gives every candidate's count."""
+
+    def __init__(self, per_item: FloatArray, candidates: IntArray) -> None:
+        self.per_item, self.candidates = per_item, candidates
+
+    def __len__(self) -> int:
+        return int(self.candidates.size)
+
+    def __getitem__(self, at: IntArray) -> FloatArray:
+        return candidate_counts(self.per_item, self.candidates[at])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> FloatArray:
+        out = candidate_counts(self.per_item, self.candidates)
+        return out if dtype is None else out.astype(dtype)
 
 
 def candidate_counts(per_item: NDArray[Any], candidates: IntArray) -> FloatArray:
     """Each candidate's count from a per-item array (items beyond it, i.e. newer: 0)."""
-    out = np.zeros(candidates.size)
-    inside = candidates < per_item.size
-    out[inside] = per_item[candidates[inside]]
+    if not (per_item.size and candidates.size):
+        return np.zeros(candidates.size)
+    out = per_item.take(candidates, mode="clip").astype(np.float64, copy=False)
+    if candidates.max() >= per_item.size:  # one reduction; the mask only when there are new items
+        out[candidates >= per_item.size] = 0.0
     return out

@@ -30,7 +30,7 @@ from dataflywheel.serve.catalog import Catalog
 from dataflywheel.serve.content import ContentScorer
 from dataflywheel.serve.context_rerank import ContextRanking
 from dataflywheel.serve.exploration import Policy, RankedList, make_policy
-from dataflywheel.serve.exploration_aimed import candidate_counts
+from dataflywheel.serve.exploration_aimed import CandidateCounts
 from dataflywheel.serve.history import Histories
 from dataflywheel.serve.segments import Segments
 from dataflywheel.serve.shadow import ShadowJob, SidecarLog
@@ -372,7 +372,7 @@ class RecommendationService:
             if aimed is None:
                 counts = None
                 if policy.uses_counts:  # interactions in the champion's snapshot; new: 0
-                    counts = candidate_counts(served.snapshot_popularity, candidates)
+                    counts = CandidateCounts(served.snapshot_popularity, candidates)
                 ranked = policy.rank(candidates, scores[candidates], k, self._rng, counts)
             else:
                 ranked, shown_by, policy_name = aimed
