@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,9 +37,11 @@ class Condition:
         self.confidence = round(min(1.0, max(0.0, self.confidence)), 2)
 
 
-def two_proportions(older: list[int], newer: list[int], z: float = Z_95) -> dict[str, Any]:
+def two_proportions(
+    older: Sequence[float], newer: Sequence[float], z: float = Z_95
+) -> dict[str, Any]:
     """CTR difference newer − older with a normal interval (95% by default), also relative to
-    older."""
+    older. Each side is (count, successes); an effective count may carry fractional successes."""
     (n1, k1), (n2, k2) = older, newer
     p1 = k1 / n1 if n1 else 0.0
     p2 = k2 / n2 if n2 else 0.0

@@ -257,11 +257,17 @@ def _model_vs_exploration(
     conn: Connection, settings: Settings, low: int, high: int
 ) -> dict[str, Any]:
     """Click-through of the slots the model chose (propensity ≥ 0.5) against the slots
-    exploration filled (propensity < 0.5) in the newest ``RANDOMNESS_SAMPLE`` model-served lists.
+    exploration filled (propensity < 0.5) in the newest ``RANDOMNESS_SAMPLE`` model-served
+    lists, at matched positions.
 
-    Exploration replaces slots at random positions, so both groups see the same positions; a
-    clear lift means users perceive the model's choices as better than the alternative. Unlike
-    CTR across versions it does not drift down as users exhaust their best items.
+    Exploration need not fill random positions (``aimed_epsilon`` never explores the top three
+    and explores more toward the bottom), so the model's slots would carry the top positions'
+    higher click-through. The model's click-through is therefore post-stratified: its rate at
+    each position, weighted by exploration's share of slots there (positions without slots of
+    both kinds drop out), with variance Σ w² p(1 − p) / n; it goes into the comparison as the
+    effective count that has this variance. A clear lift means users perceive the model's
+    choices as better than the alternative at the same place in the list. Unlike CTR across
+    versions it does not drift down as users exhaust their best items.
     """
     i = schema.impressions.c
     lists = conn.execute(
@@ -271,18 +277,41 @@ def _model_vs_exploration(
         .limit(RANDOMNESS_SAMPLE)
     ).all()
     clicked = clicked_slots(conn, settings, [row[0] for row in lists])
-    explored, chosen = [0, 0], [0, 0]
+    # position -> [exploration slots, their clicks, model slots, their clicks]
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for rec, raw_items, raw_props in lists:
         items = orjson.loads(raw_items) if isinstance(raw_items, str | bytes) else raw_items
         props = orjson.loads(raw_props) if isinstance(raw_props, str | bytes) else raw_props
-        for item, p in zip(items or (), props or (), strict=False):
-            group = chosen if float(p) >= 0.5 else explored
-            group[0] += 1
-            group[1] += (rec, str(item)) in clicked
+        for position, (item, p) in enumerate(zip(items or (), props or (), strict=False)):
+            side = 2 if float(p) >= 0.5 else 0
+            counts[position][side] += 1
+            counts[position][side + 1] += (rec, str(item)) in clicked
+    matched = sorted(j for j, c in counts.items() if c[0] and c[2])
+    explored = [sum(counts[j][0] for j in matched), sum(counts[j][1] for j in matched)]
+    model_slots = sum(counts[j][2] for j in matched)
+    rate = variance = 0.0
+    for j in matched:
+        n_e, _, n_m, k_m = counts[j]
+        weight, p = n_e / explored[0], k_m / n_m
+        rate += weight * p
+        variance += weight**2 * p * (1 - p) / n_m
+    # With every position's rate at 0 or 1 the variance is 0: fall back to the slots themselves.
+    effective = max(1, round(rate * (1 - rate) / variance)) if variance > 0 else model_slots
     return {
         "older": "exploration slots",
-        "newer": "model slots",
-        **two_proportions(explored, chosen),
+        "newer": "model slots at exploration's positions (effective count)",
+        "model_slots": model_slots,
+        "positions": [
+            {
+                "position": j + 1,
+                "exploration_slots": counts[j][0],
+                "exploration_ctr": ratio(counts[j][1], counts[j][0]),
+                "model_slots": counts[j][2],
+                "model_ctr": ratio(counts[j][3], counts[j][2]),
+            }
+            for j in matched
+        ],
+        **two_proportions(explored, [effective, rate * effective]),
     }
 
 
