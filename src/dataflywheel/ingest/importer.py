@@ -125,9 +125,19 @@ def parse_mapping(spec: str | None) -> dict[str, str]:
 
 
 def read_batches(
-    path: Path, fmt: Format, *, rows: int = CHUNK_ROWS, csv_bytes: int = CSV_BLOCK_BYTES
+    path: Path,
+    fmt: Format,
+    *,
+    rows: int = CHUNK_ROWS,
+    csv_bytes: int = CSV_BLOCK_BYTES,
+    time_column: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the file as Arrow record batches of about ``rows`` rows (CSV: ``csv_bytes``)."""
+    """Stream the file as Arrow record batches of about ``rows`` rows (CSV: ``csv_bytes``).
+
+    JSON Lines: a ``time_column`` Arrow types as a timestamp is read again as text, since its
+    JSON reader types "2024-01-02T03:04:05Z" and "2024-01-02T03:04:05" alike as zoneless and
+    the contract refuses the second.
+    """
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq  # each reader is imported when its format is read
@@ -139,10 +149,20 @@ def read_batches(
         else:
             import pyarrow.json as pajson
 
-            table = pajson.read_json(path)
+            table = _read_json(pajson, path, time_column)
             yield from table.to_batches(max_chunksize=rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ValidationError(f"cannot read {path.name} as {fmt}: {exc}", field="file") from exc
+
+
+def _read_json(pajson: Any, path: Path, time_column: str | None) -> pa.Table:
+    table = pajson.read_json(path)
+    names = table.schema.names
+    if time_column in names and pa.types.is_timestamp(table.schema.field(time_column).type):
+        # Only then is the offset lost; numbers, other text or no such column read as they are.
+        options = pajson.ParseOptions(explicit_schema=pa.schema([(time_column, pa.string())]))
+        table = pajson.read_json(path, parse_options=options).select(names)
+    return table
 
 
 def _fingerprint(path: Path) -> str:
@@ -230,7 +250,11 @@ class EventImporter:
         def prepared() -> Iterator[_Prepared]:
             offset = 0
             batches = read_batches(
-                path, fmt_name, rows=self.batch_rows, csv_bytes=self.csv_block_bytes
+                path,
+                fmt_name,
+                rows=self.batch_rows,
+                csv_bytes=self.csv_block_bytes,
+                time_column=mapping.get("timestamp", "timestamp"),
             )
             for batch in batches:
                 yield self._prepare(batch, fmt_name, mapping, default_type, prefix, offset)
