@@ -23,7 +23,7 @@ SEED = 1
 # (1 000 events on 7 days) and, for `static`, a model more than 14 days behind the data.
 SIZES = {
     "flywheel": (30, 300),
-    "inelastic": (30, 300),
+    "inelastic": (40, 300),  # 30 days: too few exploration clicks at matched positions
     "imperceptible": (21, 200),
     "static": (21, 200),
     "weak-signal": (21, 200),
