@@ -19,7 +19,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from dataflywheel.errors import ModelError, ValidationError
-from dataflywheel.learn.content import profiles
 from dataflywheel.learn.models.base import (
     CHUNK_ROWS,
     Recommender,
@@ -90,7 +89,6 @@ class Hybrid(Recommender):
         self._base = part
         self._given: sp.csr_matrix | None = None
         self._content = sp.csr_matrix((0, 0), dtype=np.float32)
-        self._content_t = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def use_content(self, vectors: sp.spmatrix | None) -> Self:
         """The items' content vectors (by dense item id) for the next :meth:`fit`."""
@@ -165,15 +163,25 @@ class Hybrid(Recommender):
             )
             vectors = sp.vstack([vectors, missing], format="csr")
         self._content = sp.csr_matrix(vectors, dtype=np.float32)
-        self._content_t = self._content.T.tocsr()
 
     def _parts(self, rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         """The collaborative and content scores of ``rows``, each on the unit scale."""
         collab = _unit(self._base.score(rows, np.arange(self.n_items)))
         if not self._content.nnz:
             return collab, np.zeros_like(collab)
-        cosine = (profiles(rows, self._content) @ self._content_t).toarray()
-        return collab, _unit(cosine)
+        return collab, _unit(self._cosines(rows))
+
+    def _cosines(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Cosine of each row's content profile (as in ``content.profiles``) to every item, as
+        two sparse-by-dense products: the sparse product with the transposed content made a
+        one-user request about 3 times slower."""
+        weights = sp.csr_matrix(rows, dtype=np.float32)
+        weights.data = np.maximum(weights.data, 0)
+        width = min(weights.shape[1], self._content.shape[0])
+        profile = (weights[:, :width] @ self._content[:width]).toarray()
+        norms = np.linalg.norm(profile, axis=1, keepdims=True)
+        profile /= np.where(norms == 0, 1, norms)
+        return np.asarray(self._content @ profile.T).T
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         self._base.fit(matrix)
