@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import Connection
 
 from dataflywheel.config import Settings
@@ -29,6 +28,13 @@ from dataflywheel.errors import ValidationError
 from dataflywheel.ingest import contract
 from dataflywheel.ingest.columns import as_strings, column, floats, has_nul, timestamps
 from dataflywheel.ingest.contract import settle
+from dataflywheel.ingest.files import (
+    CHUNK_ROWS,
+    CSV_BLOCK_BYTES,
+    Format,
+    detect_format,
+    read_batches,
+)
 from dataflywheel.ingest.validate import parse_timestamp, utc_day
 from dataflywheel.store.bulk import (
     EventColumns,
@@ -38,15 +44,10 @@ from dataflywheel.store.bulk import (
 )
 from dataflywheel.store.store import Kind, Store
 
-Format = Literal["csv", "jsonl", "parquet"]
 _ENTITY_TABLES: dict[Kind, tuple[str, str]] = {
     "users": ("users", "user_id"),
     "items": ("items", "item_id"),
 }
-# Rows per batch read from the file (CSV: bytes per block). Small enough that the next batch
-# is validated while the current one is inserted, large enough that per-batch costs vanish.
-CHUNK_ROWS = 100_000
-CSV_BLOCK_BYTES = 4 << 20
 # Rows per transaction. Each commit pays an fsync and a WAL checkpoint; an interrupted import
 # loses only its open transaction and, re-run, skips what was committed.
 COMMIT_ROWS = 500_000
@@ -96,21 +97,6 @@ class ImportResult:
         }
 
 
-def detect_format(path: Path, fmt: str | None) -> Format:
-    """The file's format from ``fmt`` or its suffix; also checks that the file exists."""
-    if not path.is_file():
-        raise ValidationError(f"no such file: {path}", field="file")
-    name = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(
-        path.suffix.lower(), ""
-    )
-    if name not in ("csv", "jsonl", "parquet"):
-        raise ValidationError(
-            f"cannot tell the format of {path.name}; pass --format csv|jsonl|parquet",
-            field="format",
-        )
-    return name  # type: ignore[return-value]
-
-
 def parse_mapping(spec: str | None) -> dict[str, str]:
     """``user_id=userId,item_id=movieId`` → {"user_id": "userId", "item_id": "movieId"}."""
     mapping: dict[str, str] = {}
@@ -122,47 +108,6 @@ def parse_mapping(spec: str | None) -> dict[str, str]:
             raise ValidationError(f"{part!r} is not FIELD=COLUMN", field="map")
         mapping[target.strip()] = source.strip()
     return mapping
-
-
-def read_batches(
-    path: Path,
-    fmt: Format,
-    *,
-    rows: int = CHUNK_ROWS,
-    csv_bytes: int = CSV_BLOCK_BYTES,
-    time_column: str | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """Stream the file as Arrow record batches of about ``rows`` rows (CSV: ``csv_bytes``).
-
-    JSON Lines: a ``time_column`` Arrow types as a timestamp is read again as text, since its
-    JSON reader types "2024-01-02T03:04:05Z" and "2024-01-02T03:04:05" alike as zoneless and
-    the contract refuses the second.
-    """
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq  # each reader is imported when its format is read
-
-            yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
-        elif fmt == "csv":
-            options = pacsv.ReadOptions(block_size=csv_bytes)
-            yield from pacsv.open_csv(path, read_options=options)
-        else:
-            import pyarrow.json as pajson
-
-            table = _read_json(pajson, path, time_column)
-            yield from table.to_batches(max_chunksize=rows)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValidationError(f"cannot read {path.name} as {fmt}: {exc}", field="file") from exc
-
-
-def _read_json(pajson: Any, path: Path, time_column: str | None) -> pa.Table:
-    table = pajson.read_json(path)
-    names = table.schema.names
-    if time_column in names and pa.types.is_timestamp(table.schema.field(time_column).type):
-        # Only then is the offset lost; numbers, other text or no such column read as they are.
-        options = pajson.ParseOptions(explicit_schema=pa.schema([(time_column, pa.string())]))
-        table = pajson.read_json(path, parse_options=options).select(names)
-    return table
 
 
 def _fingerprint(path: Path) -> str:
