@@ -213,7 +213,7 @@ def comparison(result: dict[str, Any], key: str) -> dict[str, Any]:
     )
     titles = {
         "comparison": "Online comparison: " + str(result.get("method") or "newer vs older"),
-        "model_vs_exploration": "Model's picks vs exploration's picks, same lists",
+        "model_vs_exploration": "Model's picks vs exploration's picks, at the same positions",
         "user_response": "Do users come back more after well-served days?",
     }
     return {

@@ -5,7 +5,7 @@ const DEFINITIONS = {
   quality: ["Offline quality of each model version on a temporal holdout (the primary metric, e.g. NDCG@10), in training order. The champion is the version serving now; diamonds mark promotions, crosses rollbacks.", "model-quality-by-version"],
   strong: ["Share of feedback events that are strong signals (explicit likes, ratings, corrections, labels, purchases) per day. Strong signal is what teaches the model most.", "strong-signal-share"],
   supply: ["Items created per day (their created_at) and the share of clicks that went to items younger than 7 days. Below: of the items created in the range, the median time from creation to the first impression and to the first strong signal, and the creators (distinct creator_id attributes) behind them.", "supply"],
-  slots: ["Click-through of the slots the model chose (propensity at least 0.5) against the slots exploration filled at random positions of the same lists. A gap means users perceive the model's picks as better.", "model-slots-vs-exploration"],
+  slots: ["Click-through of the slots the model chose (propensity at least 0.5) against the slots exploration filled, per day. Not matched by position: exploration never fills the top three positions, so part of a gap is their advantage; the health verdict's condition 3 compares the two at matched positions.", "model-slots-vs-exploration"],
 };
 
 function verdictText(health) {
