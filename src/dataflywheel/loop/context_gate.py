@@ -37,10 +37,10 @@ from dataflywheel.learn.context_rerank import (
     fit,
     read_lists,
 )
-from dataflywheel.learn.matrix import build_matrix
 from dataflywheel.learn.models import Recommender, load_model
 from dataflywheel.learn.registry import Registry
 from dataflywheel.learn.snapshot import EventArrays, read_events
+from dataflywheel.loop.logs import history_row
 from dataflywheel.serve.context_rerank import ACTION
 from dataflywheel.store import audit
 from dataflywheel.store.store import Store
@@ -230,16 +230,6 @@ def _top(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """The model's best ``TOP_N`` items and scores for a user's history before ``ts``, consumed
     items excluded as serving does."""
-    before = rows[(events.timestamp[rows] < ts) & (events.item_idx[rows] < model.n_items)]
-    matrix = build_matrix(
-        np.zeros(before.size, dtype=np.int64),
-        events.item_idx[before],
-        events.weight[before],
-        events.timestamp[before],
-        n_users=1,
-        n_items=model.n_items,
-        **matrix_params,
-    )
-    ids, scores = model.recommend(matrix, TOP_N)
+    ids, scores = model.recommend(history_row(model, matrix_params, events, rows, ts), TOP_N)
     keep = (ids[0] >= 0) & np.isfinite(scores[0])
     return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float64)

@@ -168,11 +168,24 @@ def _candidate_top(
     k: int,
 ) -> list[int]:
     """The model's top ``k`` dense item ids for a user's history before ``ts`` (-1 pads)."""
+    ids, _ = model.recommend(history_row(model, matrix_params, events, rows, ts), k)
+    return [int(i) for i in ids[0]]
+
+
+def history_row(
+    model: Any,
+    matrix_params: dict[str, Any],
+    events: Any,
+    rows: NDArray[np.int64] | None,
+    ts: float,
+) -> Any:
+    """A user's model input row from their events ``rows`` before ``ts``, as the model was
+    trained (its matrix parameters), over the items the model knows."""
     if rows is None or rows.size == 0:
         before = np.zeros(0, dtype=np.int64)
     else:
         before = rows[(events.timestamp[rows] < ts) & (events.item_idx[rows] < model.n_items)]
-    row = build_matrix(
+    return build_matrix(
         np.zeros(before.size, dtype=np.int64),
         events.item_idx[before],
         events.weight[before],
@@ -181,8 +194,6 @@ def _candidate_top(
         n_items=model.n_items,
         **matrix_params,
     )
-    ids, _ = model.recommend(row, k)
-    return [int(i) for i in ids[0]]
 
 
 def evaluate_candidate(
