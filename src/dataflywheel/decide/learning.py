@@ -13,6 +13,7 @@ saved learner and replays the log after its sequence. Each process also keeps a 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -31,6 +32,8 @@ from dataflywheel.errors import ModelError
 from dataflywheel.store import schema
 from dataflywheel.store.lease import Lease
 from dataflywheel.store.store import Store
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.json"
 LEARNER_LEASE = "decisions:learner"
@@ -216,18 +219,22 @@ class Learning:
         """The saved learner and its sequence, read whole: the owner may be replacing the save
         as another process reads it, so the sequence must be the same before and after."""
         path = self.directory / name
+        error: Exception | None = None
         for _ in range(attempts):
             try:
                 before = _saved_sequence(path)
                 saved = load_learner(path)
                 if before == _saved_sequence(path):
                     return saved, before
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if not path.exists() and not path.with_name(name + ".new").exists():
                     return None, -1  # never saved
-            except (ModelError, OSError, ValueError, KeyError):
-                pass
+                error = exc
+            except (ModelError, OSError, ValueError, KeyError) as exc:
+                error = exc  # read mid-replacement, most likely: try again
             time.sleep(0.1)
+        # Still unreadable: the caller replays the whole decision log instead, losing nothing.
+        log.warning("decision learner save %s unreadable (%s); replaying the log", path, error)
         return None, -1
 
     @staticmethod
