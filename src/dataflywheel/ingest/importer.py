@@ -55,15 +55,6 @@ MAX_REPORTED_ERRORS = 20
 # A row error's message, or how to get it from the row's index in its batch: the message of the
 # contract's own check of that cell, computed for the few reported rows only.
 Reason = str | Callable[[int], str]
-EVENT_COLUMNS = (
-    "event_id",
-    "user_id",
-    "item_id",
-    "type",
-    "value",
-    "timestamp",
-    "recommendation_id",
-)
 
 
 @dataclass
@@ -181,7 +172,7 @@ class EventImporter:
     ) -> ImportResult:
         fmt_name = detect_format(path, fmt)
         mapping = dict(mapping or {})
-        unknown = set(mapping) - set(EVENT_COLUMNS) - {"context"}
+        unknown = set(mapping) - set(contract.FIELDS)
         if unknown:
             raise ValidationError(
                 f"cannot map {sorted(unknown)[0]!r}: not an event field", field="map"
