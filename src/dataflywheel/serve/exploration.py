@@ -112,14 +112,19 @@ class Policy(ABC):
         if k == 0:
             empty = np.zeros(0)
             return RankedList(ids[:0], empty, empty, empty)
-        chosen, propensities, in_list = self._draw(values, k, rng)
+        chosen, propensities, in_list = self._draw(values, k, rng, counts)
         return RankedList(ids[chosen], values[chosen], propensities, in_list)
 
     @abstractmethod
     def _draw(
-        self, scores: FloatArray, k: int, rng: np.random.Generator
+        self,
+        scores: FloatArray,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray, FloatArray | None]:
-        """Chosen candidate indices, their propensities and in-list probabilities."""
+        """Chosen candidate indices, their propensities and in-list probabilities (``counts``:
+        each candidate's interactions, read only where ``uses_counts``)."""
 
     @abstractmethod
     def position_marginals(
@@ -134,7 +139,11 @@ class Greedy(Policy):
     name = "greedy"
 
     def _draw(
-        self, scores: FloatArray, k: int, rng: np.random.Generator
+        self,
+        scores: FloatArray,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray, FloatArray | None]:
         return _top(scores, k), np.ones(k), np.ones(k)
 
@@ -158,7 +167,11 @@ class EpsilonGreedy(Policy):
     name = "epsilon_greedy"
 
     def _draw(
-        self, scores: FloatArray, k: int, rng: np.random.Generator
+        self,
+        scores: FloatArray,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray, FloatArray | None]:
         top = _top(scores, k)
         rest = scores.size - k
@@ -204,7 +217,11 @@ class Softmax(Policy):
         return np.exp((scores - scores.max()) / self.temperature)
 
     def _draw(
-        self, scores: FloatArray, k: int, rng: np.random.Generator
+        self,
+        scores: FloatArray,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray, FloatArray | None]:
         weights = self._weights(scores)
         with np.errstate(divide="ignore"):
@@ -271,7 +288,11 @@ class OutsideInterests(Policy):
         return head[np.argsort(-scores[head], kind="stable")], order[cut:], m
 
     def _draw(
-        self, scores: FloatArray, k: int, rng: np.random.Generator
+        self,
+        scores: FloatArray,
+        k: int,
+        rng: np.random.Generator,
+        counts: ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray, FloatArray | None]:
         top, pool, m = self._pools(scores, k)
         if m == 0:

@@ -41,8 +41,6 @@ from dataflywheel.serve.exploration import (
     EpsilonGreedy,
     FloatArray,
     IntArray,
-    RankedList,
-    _prepare,
     _top,
 )
 
@@ -94,20 +92,14 @@ class AimedEpsilon(EpsilonGreedy):
             ):
                 raise ValidationError(f"{key} must be a number in [0, {high:g}]", field=key)
 
-    def rank(
+    def _draw(
         self,
-        item_ids: ArrayLike,
-        scores: ArrayLike,
+        scores: FloatArray,
         k: int,
         rng: np.random.Generator,
         counts: ArrayLike | None = None,
-    ) -> RankedList:
-        """Draw a list of at most ``k`` items; ``counts``: each candidate's interactions."""
-        ids, values, k = _prepare(item_ids, scores, k)
-        if k == 0:
-            empty = np.zeros(0)
-            return RankedList(ids[:0], empty, empty, empty)
-        plan = self.plan(values, k, _counts(counts, values.size))
+    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
+        plan = self.plan(scores, k, _counts(counts, scores.size))
         chosen = plan.greedy.copy()
         propensities = 1.0 - plan.explore
         for j in np.flatnonzero(rng.random(k) < plan.explore):
@@ -117,13 +109,7 @@ class AimedEpsilon(EpsilonGreedy):
             pick = members[min(int(at), members.size - 1)]
             chosen[j] = plan.window[pick]
             propensities[j] = plan.chance[pick]
-        return RankedList(ids[chosen], values[chosen], propensities, propensities.copy())
-
-    def _draw(
-        self, scores: FloatArray, k: int, rng: np.random.Generator
-    ) -> tuple[IntArray, FloatArray, FloatArray | None]:
-        ranked = self.rank(np.arange(scores.size), scores, k, rng)
-        return ranked.items, ranked.propensities, ranked.in_list
+        return chosen, propensities, propensities.copy()
 
     def position_marginals(
         self,
