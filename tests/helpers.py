@@ -42,3 +42,13 @@ def start_server(db: str, env: dict[str, str] | None = None) -> tuple[subprocess
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("server did not start")
+
+
+class Clock:
+    """A settable clock, so wait times pass without sleeping."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -21,21 +21,12 @@ from dataflywheel.decide.tables import decisions
 from dataflywheel.errors import ConflictError
 from dataflywheel.store import schema
 from dataflywheel.store.store import Store
+from helpers import Clock
 
 pytestmark = pytest.mark.postgres
 
 ACTIONS = [{"id": a, "features": [{"kind": a}]} for a in ("a", "b", "c")]
 T0 = 1_000_000.0
-
-
-class Clock:
-    """One settable clock for both replicas, so wait times pass without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def until(condition: Callable[[], Any], seconds: float = 10.0) -> None:
@@ -47,7 +38,7 @@ def until(condition: Callable[[], Any], seconds: float = 10.0) -> None:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

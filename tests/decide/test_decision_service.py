@@ -16,19 +16,10 @@ from dataflywheel.decide.service import DecisionService
 from dataflywheel.decide.tables import decisions
 from dataflywheel.errors import ConflictError, NotFoundError, ValidationError
 from dataflywheel.store.store import Store
+from helpers import Clock
 
 ACTIONS = [{"id": a, "features": [{"kind": a}]} for a in ("a", "b", "c")]
 T0 = 1_000_000.0
-
-
-class Clock:
-    """A settable clock, so wait times pass without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def store(store_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
