@@ -58,16 +58,17 @@ class PostEvents:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        request.app.state.keys.check(bearer_key(request), "ingest")
-        await send_json(send, *await post_events(request))
+        state = request.app.state
+        state.keys.check(bearer_key(request), "ingest")
+        body = await read_body(receive, state.wheel.settings.max_body_bytes)
+        await send_json(send, *await post_events(request, body))
 
 
-async def post_events(request: Request) -> Answer:
+async def post_events(request: Request, body: bytes) -> Answer:
     """Decode, validate, queue for the group commit, and answer once durable."""
     state = request.app.state
     wheel: Flywheel = state.wheel
     settings = wheel.settings
-    body = await read_body(request.receive, settings.max_body_bytes)
     now = time.time()
     fast = decode_batch(body, settings, wheel.ingestor.validator, now)
     if fast is not None:

@@ -4,7 +4,7 @@ At thousands of requests/s the stack (error pages, telemetry, routing, dependenc
 costs more than ingesting an event or taking a decision, so ``POST /v1/events``,
 ``GET /v1/recommendations`` and the Personalizer rank and reward calls skip it. What the stack
 would still add is done here, once, for every such route: the key's scope, the body limit and
-checks (:func:`~dataflywheel.api.guard.buffered`, as the stack reads bodies), the error body
+checks (as :func:`~dataflywheel.api.guard.buffered` does for the stack), the error body
 and the request metrics line. A handler only parses and answers, with the same functions its
 documented route uses, so both give the same bytes for the same bad input.
 
@@ -24,14 +24,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 
-from dataflywheel.api.deps import bearer_key, send_json
-from dataflywheel.api.guard import buffered
+from dataflywheel.api.deps import send_json
+from dataflywheel.api.guard import Screened, check_json, read_body
 from dataflywheel.errors import FlywheelError
 from dataflywheel.keys import Scope as KeyScope
 
 Answer = tuple[int, bytes]
 """A status and a JSON body (empty for 204)."""
-Handler = Callable[[Request], Awaitable[Answer]]
+Handler = Callable[[Request, bytes], Awaitable[Answer]]
+"""Answers a request given its body, read (bounded and, unless the route says otherwise,
+checked) by :func:`serve`: handlers never read it themselves."""
 Render = Callable[[FlywheelError], Answer]
 
 
@@ -82,7 +84,7 @@ async def serve(
     scope: Scope,
     receive: Receive,
     send: Send,
-    has_body: bool,
+    screened: Screened,
 ) -> None:
     """Answer a request with its fast route: scope check, body, handler, error body, metrics."""
     route, params = found
@@ -94,10 +96,15 @@ async def serve(
     status = 500
     try:
         try:
-            state.keys.check(bearer_key(Request(scope)), route.key_scope)
-            if has_body:
-                receive = await buffered(receive, state.wheel.settings, check=route.checks_body)
-            status, payload = await handler(Request(scope, receive))
+            if not screened.open:
+                state.keys.check(screened.key, route.key_scope)
+            body = b""
+            if screened.body:
+                settings = state.wheel.settings
+                body = await read_body(receive, settings.max_body_bytes)
+                if route.checks_body:
+                    check_json(body, settings)
+            status, payload = await handler(Request(scope, receive), body)
         except FlywheelError as exc:
             status, payload = route.render(exc)
         if payload:
@@ -109,4 +116,4 @@ async def serve(
     except ClientDisconnect:
         status = 499  # the client left; nothing to answer
     finally:
-        state.metrics.requests.labels(route.path, f"{status // 100}xx").inc()
+        state.metrics.record_request(route.path, status)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -142,8 +142,17 @@ def _nul_in_url(app: Any, scope: Scope) -> ValidationError:
     return nul_error(next((k for k, v in query if "\x00" in k + v), "query"))
 
 
-def screen(app: Any, scope: Scope) -> bool:
-    """Raise the error a request gets before routing; True when a body follows.
+class Screened(NamedTuple):
+    """What :func:`screen` let through: whether a body follows, whether the API is open (no key
+    exists), and the key the request carries (to check against its route's scope)."""
+
+    body: bool
+    open: bool
+    key: str | None
+
+
+def screen(app: Any, scope: Scope) -> Screened:
+    """Raise the error a request gets before routing.
 
     Order: the host and origin (without keys), NUL characters in the URL, then for a request
     with a body: the key (401 before a byte of the body is read), the declared size (413),
@@ -151,43 +160,33 @@ def screen(app: Any, scope: Scope) -> bool:
     state = app.state
     keys: KeyRing = state.keys
     settings: Settings = state.wheel.settings
-    host = origin = length = chunked = media = key = subscription = None
-    for name, value in scope["headers"]:
-        if name == b"host":
-            host = value
-        elif name == b"content-length":
-            length = value
-        elif name == b"content-type":
-            media = value
-        elif name == b"authorization":
-            key = value
-        elif name == b"transfer-encoding":
-            chunked = value
-        elif name == b"origin":
-            origin = value
-        elif name == b"ocp-apim-subscription-key":
-            subscription = value
+    # One C-level pass; a repeated header counts by its last value.
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    get = headers.get
+    key = _bearer(get(b"authorization"), get(b"ocp-apim-subscription-key"))
     open_api = not keys.any_keys()
     if open_api:
-        _check_open(scope, settings, host, origin)
+        _check_open(scope, settings, get(b"host"), get(b"origin"))
     if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
         raise _nul_in_url(app, scope)
-    if chunked is None and (length is None or length == b"0"):
-        return False
+    length = get(b"content-length")
+    if get(b"transfer-encoding") is None and (length is None or length == b"0"):
+        return Screened(False, open_api, key)
     if not open_api:
-        keys.check(_bearer(key, subscription), "ingest")
+        keys.check(key, "ingest")
     limit = settings.max_body_bytes
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"body is {int(length)} bytes (limit {limit})", field="body")
     # A browser sends a body without a preflight only as text/plain, a form, or untyped; a
     # client holding a key may leave the type out.
+    media = get(b"content-type")
     if (media is None and open_api) or (
         media is not None and media.partition(b";")[0].strip().lower() != _JSON
     ):
         raise UnsupportedMediaType(
             "the body must be JSON sent as Content-Type: application/json", field="content-type"
         )
-    return True
+    return Screened(True, open_api, key)
 
 
 def _bearer(authorization: bytes | None, subscription: bytes | None) -> str | None:
@@ -257,4 +256,4 @@ async def refuse(app: Any, scope: Scope, send: Send, exc: FlywheelError) -> None
         response = personalizer_error(exc)
         status, payload = response.status_code, bytes(response.body)
     await send_json(send, status, payload)
-    app.state.metrics.requests.labels(path, f"{status // 100}xx").inc()
+    app.state.metrics.record_request(path, status)

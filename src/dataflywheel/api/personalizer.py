@@ -25,7 +25,7 @@ from starlette.types import Scope as AsgiScope
 
 from dataflywheel.api.deps import bearer_key, require, wheel_of
 from dataflywheel.api.fast import Answer, FastRoute, FastTable, Handler, serve
-from dataflywheel.api.guard import check_json, read_body
+from dataflywheel.api.guard import read_body, refuse, screen
 from dataflywheel.api.schemas import ERROR_RESPONSES
 from dataflywheel.decide.service import DEFAULT_DEPLOYMENT, DecisionService
 from dataflywheel.errors import (
@@ -130,12 +130,12 @@ def _deployment(request: Request) -> str:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    """The JSON object body; NaN and Infinity parse so the feature check can name them.
+    """The JSON object body (checked for depth and NUL characters by the app's guard)."""
+    return _object(await read_body(request.receive, wheel_of(request).settings.max_body_bytes))
 
-    Bounded, and checked for depth and NUL characters as the full stack checks bodies."""
-    settings = wheel_of(request).settings
-    raw = await read_body(request.receive, settings.max_body_bytes)
-    check_json(raw, settings)
+
+def _object(raw: bytes) -> dict[str, Any]:
+    """A JSON object; NaN and Infinity parse so the feature check can name them."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -231,7 +231,10 @@ personalizer_routes = APIRouter(route_class=PersonalizerRoute, tags=["decisions"
 
 async def rank(request: Request) -> Response:
     """Rank actions for a context; the served action is ``rewardActionId`` (201)."""
-    body = await _body(request)
+    return _response(_rank(request, await _body(request)))
+
+
+def _rank(request: Request, body: dict[str, Any]) -> Answer:
     result = service_of(request).rank(
         body.get("contextFeatures"),
         body.get("actions"),
@@ -240,21 +243,29 @@ async def rank(request: Request) -> Response:
         defer_activation=_flag(body, "deferActivation"),
         deployment=_deployment(request),
     )
-    return _json(
-        {
-            "ranking": [{"id": i, "probability": p} for i, p in result.ranking],
-            "eventId": result.event_id,
-            "rewardActionId": result.reward_action_id,
-        },
-        201,
-    )
+    answer = {
+        "ranking": [{"id": i, "probability": p} for i, p in result.ranking],
+        "eventId": result.event_id,
+        "rewardActionId": result.reward_action_id,
+    }
+    return 201, orjson.dumps(answer)
 
 
 async def reward(request: Request, eventId: str) -> Response:
     """Report the reward ``{"value": x}`` (x in [-1, 1]) of the event's served action (204)."""
-    body = await _body(request)
-    service_of(request).reward(eventId, body.get("value"), deployment=_deployment(request))
-    return Response(status_code=_NO_CONTENT)
+    return _response(_reward(request, await _body(request), eventId))
+
+
+def _reward(request: Request, body: dict[str, Any], event_id: str) -> Answer:
+    service_of(request).reward(event_id, body.get("value"), deployment=_deployment(request))
+    return _NO_CONTENT, b""
+
+
+def _response(answer: Answer) -> Response:
+    status, payload = answer
+    if not payload:
+        return Response(status_code=status)
+    return Response(payload, status, media_type="application/json")
 
 
 async def activate(request: Request, eventId: str) -> Response:
@@ -352,15 +363,12 @@ def decisions_status(request: Request) -> dict[str, Any]:
     return {"deployments": [service.status(name) for name in service.names()]}
 
 
-def _fast(
-    endpoint: Callable[..., Coroutine[Any, Any, Response]], names: tuple[str, ...]
-) -> Handler:
-    async def handle(request: Request) -> Answer:
-        params = request.path_params
-        response = await endpoint(request, *[params[name] for name in names])
-        return response.status_code, bytes(response.body)
+async def _fast_rank(request: Request, body: bytes) -> Answer:
+    return _rank(request, _object(body))
 
-    return handle
+
+async def _fast_reward(request: Request, body: bytes) -> Answer:
+    return _reward(request, _object(body), request.path_params["eventId"])
 
 
 def _render(exc: FlywheelError) -> Answer:
@@ -368,20 +376,12 @@ def _render(exc: FlywheelError) -> Answer:
     return response.status_code, bytes(response.body)
 
 
+_FAST_HANDLERS: dict[Any, Handler] = {rank: _fast_rank, reward: _fast_reward}
+
 # A round is a rank and a reward call, and the stack costs more than the decision: those two
 # are answered from the fast table. Every POST route is listed, to keep routing order.
 FAST = tuple(
-    FastRoute(
-        "POST",
-        route.path,
-        _fast(route.endpoint, tuple(p.name for p in route.dependant.path_params))
-        if route.endpoint in (rank, reward)
-        else None,
-        render=_render,
-        # Rank and reward check their bodies in _body: once, not again ahead of it (the depth
-        # check costs about as much as parsing a rank body).
-        checks_body=route.endpoint not in (rank, reward),
-    )
+    FastRoute("POST", route.path, _FAST_HANDLERS.get(route.endpoint), render=_render)
     for route in personalizer_routes.routes
     if isinstance(route, PersonalizerRoute) and "POST" in (route.methods or ())
 )
@@ -394,5 +394,10 @@ async def answer(app: Any, scope: AsgiScope, receive: Receive, send: Send) -> bo
     found = _TABLE.find(scope["method"], scope["path"]) if scope["type"] == "http" else None
     if found is None:
         return False
-    await serve(app, found, scope, receive, send, has_body=True)
+    try:
+        screened = screen(app, scope)
+    except FlywheelError as exc:
+        await refuse(app, scope, send, exc)
+        return True
+    await serve(app, found, scope, receive, send, screened)
     return True

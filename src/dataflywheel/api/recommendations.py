@@ -173,7 +173,7 @@ async def similar_items(
     return await run_in_threadpool(wheel.similar, item_id, k)
 
 
-async def fast_recommendations(request: Request) -> Answer:
+async def fast_recommendations(request: Request, _body: bytes) -> Answer:
     """``GET /v1/recommendations`` ahead of the middleware stack.
 
     The answer is computed on the event loop (a few hundred microseconds; a thread hop would
