@@ -63,6 +63,7 @@ class Ingestor:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.validator = EventValidator(store.settings)
+        self._hub = notify.listener(store.engine)
 
     def validate(self, raw_events: Sequence[Any], now: float) -> tuple[list[Event], IngestResult]:
         """Split raw events into valid ones and the per-event rejections."""
@@ -108,7 +109,8 @@ class Ingestor:
                 store.record_ingest(conn, day, accepted, duplicates, rejected)
             ranges = notify.take_event_ranges(conn)
         # Other processes hear of the new events by the server's notification at commit.
-        notify.published(store.engine.url, ranges)
+        if self._hub is not None:
+            self._hub.published(ranges)
         store.remember_ids("users", new_users)
         store.remember_ids("items", new_items)
         return inserted

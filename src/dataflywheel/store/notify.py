@@ -67,16 +67,6 @@ def take_event_ranges(conn: Connection) -> list[tuple[int, int]]:
     return found
 
 
-def published(url: Any, ranges: Sequence[tuple[int, int]]) -> None:
-    """Hand ranges committed by this process to its subscribers on that store at once, not
-    when the server's notification comes back: a request answered here right after the
-    acknowledgement sees them."""
-    found = _HUBS.get(url_key(url)) if ranges else None
-    if found is not None:
-        for lo, hi in ranges:
-            found.dispatch(EVENTS, f"{lo}-{hi}")
-
-
 class Hub:
     """The listener of one store URL and its (weakly held) subscribers."""
 
@@ -102,8 +92,6 @@ class Hub:
             self._subscribers.discard(subscriber)
 
     def dispatch(self, channel: str, payload: str) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
         if channel == EVENTS:
             lo, _, hi = payload.partition("-")
             try:
@@ -111,11 +99,23 @@ class Hub:
             except ValueError:
                 log.warning("ignoring malformed event notification %r", payload)
                 return
-            for subscriber in subscribers:
-                subscriber.on_events(*bounds)
+            self.published([bounds])
         else:
-            for subscriber in subscribers:
+            for subscriber in self._current():
                 subscriber.on_change(payload)
+
+    def published(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Hand event ids ``lo..hi`` to the subscribers: heard from the server, or committed
+        by this process (at once, not when the notification comes back: a request answered
+        here right after the acknowledgement sees them)."""
+        subscribers = self._current() if ranges else ()
+        for lo, hi in ranges:
+            for subscriber in subscribers:
+                subscriber.on_events(lo, hi)
+
+    def _current(self) -> list[Any]:
+        with self._lock:
+            return list(self._subscribers)
 
     def _idle(self) -> bool:
         """Whether this thread is to stop: nobody listens any more (a later subscriber starts
