@@ -94,16 +94,17 @@ class ContentScorer:
         or no positive interaction in its snapshot) and described by some metadata."""
         vectors = self.index.matrix(allowed.size)
         key = (n_known, id(popularity), id(vectors))
-        mask = self._unseen.get(key)
-        if mask is None:
+        unseen = self._unseen.get(key)
+        if unseen is None:
             mask = np.diff(vectors.indptr) > 0
             width = min(n_known, mask.size)
             mask[:width] &= self.cold(n_known, popularity)[:width]
             if len(self._unseen) >= CACHED_MODELS:
                 self._unseen.clear()
-            self._unseen[key] = mask
-        width = min(mask.size, allowed.size)
-        return np.flatnonzero(allowed[:width] & mask[:width])
+            # Their indices, usually few: a request then reads those, not the whole catalogue.
+            unseen = self._unseen[key] = np.flatnonzero(mask)
+        unseen = unseen[unseen < allowed.size]
+        return unseen[allowed[unseen]]
 
     def fill(
         self,

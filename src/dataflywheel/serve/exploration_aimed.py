@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -99,16 +99,21 @@ class AimedEpsilon(EpsilonGreedy):
         rng: np.random.Generator,
         counts: ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray, FloatArray | None]:
-        plan = self.plan(scores, k, _counts(counts, scores.size))
-        chosen = plan.greedy.copy()
-        propensities = 1.0 - plan.explore
-        for j in np.flatnonzero(rng.random(k) < plan.explore):
-            members = plan.members[j]
-            share = plan.chance[members] / plan.explore[j]
-            at = np.searchsorted(np.cumsum(share), rng.random() * share.sum(), side="right")
-            pick = members[min(int(at), members.size - 1)]
-            chosen[j] = plan.window[pick]
-            propensities[j] = plan.chance[pick]
+        checked = _counts(counts, scores.size)
+        frame = self._frame(scores, k)
+        chosen, explore = frame.greedy, frame.explore
+        propensities = 1.0 - explore
+        explored = np.flatnonzero(rng.random(k) < explore)
+        if explored.size:  # most lists explore no slot: the window's chances only then
+            chance = self._chance(frame, checked)
+            chosen = chosen.copy()
+            for j in explored:
+                members = frame.members[j]
+                share = chance[members] / explore[j]
+                at = np.searchsorted(np.cumsum(share), rng.random() * share.sum(), side="right")
+                pick = members[min(int(at), members.size - 1)]
+                chosen[j] = frame.window[pick]
+                propensities[j] = chance[pick]
         return chosen, propensities, propensities.copy()
 
     def position_marginals(
@@ -130,6 +135,11 @@ class AimedEpsilon(EpsilonGreedy):
 
     def plan(self, scores: FloatArray, k: int, counts: FloatArray | CandidateCounts | None) -> Plan:
         """Where and what this user's list may explore, with the probabilities (1 ≤ k ≤ n)."""
+        frame = self._frame(scores, k)
+        return Plan(*frame[:4], self._chance(frame, counts), *frame[4:])
+
+    def _frame(self, scores: FloatArray, k: int) -> _Frame:
+        """The plan without the window items' chances, which only an explored slot needs."""
         first = min(self.top, k - 1)  # a short list keeps its last position to explore
         lower = k - first
         width = min(self.pool * lower, scores.size - k)
@@ -138,35 +148,49 @@ class AimedEpsilon(EpsilonGreedy):
         uncertainty = _uncertainty(scores[order], k)
         if not (lower and width and self.epsilon > 0):
             none = np.zeros(0, dtype=np.int64)
-            return Plan(greedy, np.zeros(k), none, none, np.zeros(0), (), uncertainty)
-        slot, ramp, total, members = _layout(k, first, width)
+            return _Frame(greedy, np.zeros(k), none, none, (), uncertainty)
+        slot, share, members = _layout(k, first, width)
         expected = self.epsilon * k * (1.0 + self.adapt * (2.0 * uncertainty - 1.0))
-        explore = np.minimum(1.0, expected * ramp / total)
+        explore = np.minimum(share * expected, 1.0)
+        return _Frame(greedy, explore, window, slot, members, uncertainty)
+
+    def _chance(self, frame: _Frame, counts: FloatArray | CandidateCounts | None) -> FloatArray:
+        """P(window item at its position) = π_slot × its weight's share of the slot's pool."""
+        if not frame.window.size:
+            return np.zeros(0)
         if counts is None:
-            weight = np.ones(width)
+            weight = np.ones(frame.window.size)
         else:
-            weight = (1.0 + np.maximum(counts[window], 0.0)) ** -float(self.novelty)
-        pooled = np.bincount(slot, weights=weight, minlength=k)
-        chance = explore[slot] * weight / pooled[slot]
-        return Plan(greedy, explore, window, slot, chance, members, uncertainty)
+            weight = (1.0 + np.maximum(counts[frame.window], 0.0)) ** -float(self.novelty)
+        pooled = np.bincount(frame.slot, weights=weight, minlength=frame.explore.size)
+        return frame.explore[frame.slot] * weight / pooled[frame.slot]
+
+
+class _Frame(NamedTuple):
+    greedy: IntArray
+    explore: FloatArray
+    window: IntArray
+    slot: IntArray
+    members: tuple[IntArray, ...]
+    uncertainty: float
 
 
 @lru_cache(maxsize=256)
-def _layout(
-    k: int, first: int, width: int
-) -> tuple[IntArray, FloatArray, float, tuple[IntArray, ...]]:
-    """Where each window rank may go, the positions' ramp and its sum, and each position's
-    window ranks: the same for every request of these sizes, so built once (read-only)."""
+def _layout(k: int, first: int, width: int) -> tuple[IntArray, FloatArray, tuple[IntArray, ...]]:
+    """Where each window rank may go, each position's share of the explored slots (a ramp
+    over the lower positions, summing to 1), and each position's window ranks: the same for
+    every request of these sizes, so built once (read-only)."""
     lower = k - first
     # Window rank q takes position k-1-(q mod lower): the nearest misses go lowest.
     slot = k - 1 - np.arange(width) % lower
     used = np.unique(slot)
     ramp = np.zeros(k)
     ramp[used] = used - first + 1.0
+    share = ramp / ramp.sum()
     members = tuple(np.flatnonzero(slot == j) for j in range(k))
-    for array in (slot, ramp, *members):
+    for array in (slot, share, *members):
         array.flags.writeable = False
-    return slot, ramp, float(ramp.sum()), members
+    return slot, share, members
 
 
 def _uncertainty(ranked: FloatArray, k: int) -> float:
@@ -176,12 +200,14 @@ def _uncertainty(ranked: FloatArray, k: int) -> float:
     flat below the list; 0 at a cliff after it."""
     if k < 2 or ranked.size <= k:
         return 0.5
-    inside = ranked[(k + 1) // 2 - 1] - ranked[k - 1]
-    outside = ranked[k - 1] - ranked[min(2 * k, ranked.size) - 1]
+    # Python floats: numpy scalar arithmetic costs more than the rest of this function.
+    cut = float(ranked[k - 1])
+    inside = float(ranked[(k + 1) // 2 - 1]) - cut
+    outside = cut - float(ranked[min(2 * k, ranked.size) - 1])
     total = inside + outside
-    if not (np.isfinite(total) and total > 0):
+    if not (math.isfinite(total) and total > 0):
         return 0.5
-    return float(inside / total)
+    return inside / total
 
 
 def _counts(counts: ArrayLike | None, size: int) -> FloatArray | CandidateCounts | None:

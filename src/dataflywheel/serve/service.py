@@ -365,15 +365,16 @@ class RecommendationService:
             aimed = None
             if route is None and personal and values:
                 self.context.rerank(self.catalog, scores, candidates, values)
+            candidate_scores = scores[candidates]
             if route is None and personal and user is not None:
                 aimed = self.impressions.explore(
-                    policy, served.histories, user, candidates, scores[candidates], k, self._rng
+                    policy, served.histories, user, candidates, candidate_scores, k, self._rng
                 )
             if aimed is None:
                 counts = None
                 if policy.uses_counts:  # interactions in the champion's snapshot; new: 0
                     counts = CandidateCounts(served.snapshot_popularity, candidates)
-                ranked = policy.rank(candidates, scores[candidates], k, self._rng, counts)
+                ranked = policy.rank(candidates, candidate_scores, k, self._rng, counts)
             else:
                 ranked, shown_by, policy_name = aimed
             version = shown_by or arm.version
