@@ -167,24 +167,26 @@ def test_empty_ids_are_missing_ones_and_long_ids_are_rejected(
     assert (again.accepted, again.duplicates) == (0, 3)
 
 
-def test_empty_user_cells_and_times_without_offset_get_the_http_messages(
+def test_empty_id_cells_and_times_without_offset_get_the_http_messages(
     wheel: dfw.Flywheel, tmp_path: Path
 ) -> None:
-    """Numeric user ids with an empty cell (read as a null number) and a column of times
-    without a UTC offset (read as timestamps): each row gets the message HTTP gives for an
-    empty ``user_id`` and for such a time; times with an offset are kept."""
+    """Numeric user and item ids with an empty cell (read as a null number) and a column of
+    times without a UTC offset (read as timestamps): each row gets the message HTTP gives for
+    an empty ``user_id`` or ``item_id`` and for such a time; times with an offset are kept."""
     path = tmp_path / "events.csv"
     path.write_text(
         "user_id,item_id,timestamp\n"
         "1,10,2024-01-01T00:00:00\n"
         ",11,2024-01-02T00:00:00.250\n"
         "3,12,2024-01-03T00:00:00.250\n"
+        "4,,2024-01-04T00:00:00Z\n"
     )
     result = EventImporter(wheel.store).run(path, default_type="click")
-    assert (result.accepted, result.rejected) == (0, 3)
+    assert (result.accepted, result.rejected) == (0, 4)
     empty = contract.length_message(wheel.store.settings.max_id_length)
     assert [(e["row"], e["field"], e["error"]) for e in result.errors] == [
         (2, "user_id", empty),
+        (4, "item_id", empty),
         (1, "timestamp", contract.NO_OFFSET),
         (3, "timestamp", contract.NO_OFFSET),
     ]

@@ -263,11 +263,12 @@ class EventImporter:
                 "the file has no user_id column (use --map user_id=COLUMN)", field="user_id"
             )
         users = as_strings(users_col)
-        if fmt == "csv":  # an empty cell is an empty string, whatever type the column was read as
-            users = users.fill_null("")
-        check_ids("user_id", users, required=True, empty=False)
         items_col = column(batch, mapping, "item_id")
         items = as_strings(items_col) if items_col is not None else None
+        if fmt == "csv":  # an empty cell is an empty string, whatever type the column was read as
+            users = users.fill_null("")
+            items = None if items is None else items.fill_null("")
+        check_ids("user_id", users, required=True, empty=False)
         if items is not None:
             check_ids("item_id", items, required=False, empty=False)
 
