@@ -135,3 +135,15 @@ def test_any_query_is_answered_alike(twins: tuple[TestClient, TestClient, str], 
         assert answered.content == reference.content
     else:
         assert answered.json()["items"] == reference.json()["items"]
+
+
+def test_app_state_entries_are_attributes_that_can_be_replaced_and_removed(tmp_path: Path) -> None:
+    app = create_app(load_settings(db=f"sqlite:///{tmp_path / 'flywheel.db'}"))
+    state = app.state
+    state.decisions = "first"
+    state.decisions = "second"
+    assert (state.decisions, state._state["decisions"]) == ("second", "second")
+    del state.decisions
+    assert getattr(state, "decisions", None) is None and "decisions" not in state._state
+    with pytest.raises(AttributeError):
+        _ = state.decisions
