@@ -207,5 +207,7 @@ class Store:
         self, conn: Connection, date: str, accepted: int, duplicates: int, rejected: int
     ) -> None:
         """Add one batch's outcome to the day's data-quality counters."""
-        counts = {"date": date, "accepted": accepted, "duplicates": duplicates}
-        conn.execute(_ingest_upsert(conn.dialect.name), {**counts, "rejected": rejected})
+        conn.execute(
+            _ingest_upsert(conn.dialect.name),
+            {"date": date, "accepted": accepted, "duplicates": duplicates, "rejected": rejected},
+        )
