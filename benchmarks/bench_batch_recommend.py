@@ -24,6 +24,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.nearest_neighbours import CosineRecommender
 from threadpoolctl import threadpool_limits
 
+from _report import publish
 from _timing import users_per_second
 from dataflywheel.learn.models import EASE, ItemKNN
 from dataflywheel.learn.models.base import top_k
@@ -114,10 +115,7 @@ def main() -> None:
         "",
         f"The compiled pass and the scipy path return the same lists: {same}.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

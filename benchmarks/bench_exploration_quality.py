@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 
 import dataflywheel as dfw
+from _report import publish
 from _server import running_server
 from bench_quality_movielens import Ease, Split, binary, tune
 from dataflywheel.evaluation.ranking import ndcg_at_k
@@ -243,10 +244,7 @@ def main() -> None:
         f"Default / peer: **{default['ndcg'] / peer['ndcg']:.3f}** (target 1.10); greedy / peer "
         f"{greedy / peer['ndcg']:.3f}.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

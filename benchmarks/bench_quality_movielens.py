@@ -26,6 +26,7 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import CosineRecommender
 from threadpoolctl import threadpool_limits
 
+from _report import publish
 from _timing import users_per_second
 from dataflywheel.evaluation.ranking import ndcg_at_k, recall_at_k
 from dataflywheel.evaluation.splits import per_user_temporal
@@ -349,10 +350,7 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}): ours {'; '.join(speeds)}; "
         f"exact EASE {exact_speed[0]:,.0f} users/s wall, {exact_speed[1]:,.0f} users/s CPU.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

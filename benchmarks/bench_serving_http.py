@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 import dataflywheel as dfw
 from _load import http_request, run_paced
+from _report import publish
 from _server import running_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,10 +166,7 @@ def main() -> None:
         + f" (median **{np.median(round_p99):.2f} ms**).",
         f"p99 ours over HTTP / p99 in-process floor: {ratio:.1f}x.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

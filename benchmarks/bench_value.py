@@ -34,6 +34,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 import dataflywheel as dfw
+from _report import publish
 from dataflywheel.learn.value import assess
 from dataflywheel.learn.value import curve as curves
 from dataflywheel.learn.value.data import (
@@ -259,10 +260,7 @@ def main() -> None:
             found = movielens(workdir, args.views, args.budget)
             print(f"movielens: {found}", flush=True)
             lines += report_movielens(found)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    publish(lines, RESULTS)
 
 
 def report_doubling(rows: list[dict[str, Any]]) -> list[str]:
