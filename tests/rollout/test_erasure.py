@@ -170,6 +170,20 @@ def test_unknown_subjects_are_not_found_and_not_audited(wheel: dfw.Flywheel) -> 
     assert count(wheel, schema.audit_log) == 0
 
 
+def test_an_erased_dense_id_is_never_given_to_a_new_subject(wheel: dfw.Flywheel) -> None:
+    # Models trained before an erasure keep what they learned under its dense id.
+    wheel.upsert_items([{"id": "old"}, {"id": "last"}])
+    wheel.track(user_id="first", item_id="old", type="click", timestamp=START)
+    wheel.track(user_id="second", item_id="last", type="click", timestamp=START + 1)
+    item, user = idx_of(wheel, "items", "last"), idx_of(wheel, "users", "second")
+    assert item > idx_of(wheel, "items", "old") and user > idx_of(wheel, "users", "first")
+    erase(wheel.store, "items", "last", actor="cli")
+    erase(wheel.store, "users", "second", actor="cli")
+    wheel.track(user_id="newcomer", item_id="new", type="click", timestamp=START + 2)
+    assert idx_of(wheel, "items", "new") > item
+    assert idx_of(wheel, "users", "newcomer") > user
+
+
 def test_the_next_snapshot_leaves_the_user_out(wheel: dfw.Flywheel) -> None:
     two_worlds(wheel)
     user = idx_of(wheel, "users", "u2")

@@ -80,6 +80,51 @@ def test_an_older_store_is_upgraded_and_a_current_one_is_left_alone(store_url: s
     engine.dispose()
 
 
+def test_the_upgrade_keeps_ids_erased_before_it_from_being_given_again(tmp_path: Path) -> None:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+        for key in ("a", "b", "c"):
+            connection.execute(
+                text(
+                    "INSERT INTO items (item_id, hidden, created_at, updated_at) "
+                    "VALUES (:key, false, 1, 1)"
+                ),
+                {"key": key},
+            )
+        # "c" (idx 3) erased under 0007, which audited its idx; "a" and "b" stay.
+        connection.execute(text("DELETE FROM items WHERE item_id = 'c'"))
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (ts, actor, action, subject, detail) "
+                "VALUES (1, 'cli', 'erase_item', 'item:sha256:x', '{\"idx\": 3}')"
+            )
+        )
+    upgrade(engine)
+    with engine.begin() as conn:
+        for key in ("d", "e"):
+            conn.execute(
+                text(
+                    "INSERT INTO items (item_id, hidden, created_at, updated_at) "
+                    "VALUES (:key, false, 1, 1)"
+                ),
+                {"key": key},
+            )
+        rows = dict(conn.execute(text("SELECT item_id, idx FROM items")).all())
+        conn.execute(
+            text(
+                "INSERT INTO users (user_id, hidden, created_at, updated_at) "
+                "VALUES ('u', false, 1, 1)"
+            )
+        )
+        user = conn.execute(text("SELECT idx FROM users")).scalar_one()
+    engine.dispose()
+    assert rows == {"a": 1, "b": 2, "d": 4, "e": 5}
+    assert user == 1
+
+
 def test_opening_a_current_store_does_not_import_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'f.db'}"
     Store(load_settings(db=url)).close()

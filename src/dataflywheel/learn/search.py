@@ -178,8 +178,9 @@ def search(
     """Pick the model, hyperparameters and recency weighting with the best validation NDCG@k.
 
     ``valid_mask`` marks validation events (default: each user's last 20% by time). No new
-    trial starts once the slowest trial so far would overrun ``budget_seconds``, or after
-    ``max_trials`` trials (which makes the result independent of the machine's speed).
+    trial starts once the slowest trial so far would overrun ``budget_seconds`` (one is always
+    scored), or after ``max_trials`` trials (which makes the result independent of the
+    machine's speed).
     ``incumbent`` (name, model parameters, matrix parameters), usually the serving model's
     configuration, is scored first, outside the trial count, and can win. ``content``: the
     items' content vectors by dense id (:func:`~dataflywheel.learn.item_content.content_vectors`);
@@ -351,8 +352,11 @@ def search(
             incumbent_metrics = {key: v for key, v in found.items() if key != "trial"}
         slowest = time.monotonic() - trial_start
     trials = 0
-    while time.monotonic() - started + slowest < budget_seconds and (
-        max_trials is None or trials < max_trials
+    # One configuration is always scored: on a busy machine the set-up alone (splitting,
+    # the EASE speed probe) can use up a small budget, and a search must still give a model.
+    while (max_trials is None or trials < max_trials) and (
+        (trials == 0 and incumbent_metrics is None)
+        or time.monotonic() - started + slowest < budget_seconds
     ):
         trial = study.ask()
         trial_start = time.monotonic()

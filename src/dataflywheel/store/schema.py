@@ -37,6 +37,9 @@ def _entity_table(name: str, key: str) -> Table:
         Column("hidden", Boolean, nullable=False, default=False),
         Column("created_at", Float, nullable=False),
         Column("updated_at", Float, nullable=False),
+        # An erased subject's dense id must never name a new one (models keep what they
+        # learned under it); SQLite otherwise reuses the highest id once it is deleted.
+        sqlite_autoincrement=True,
     )
 
 
