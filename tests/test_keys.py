@@ -114,9 +114,9 @@ def test_expired_keys_are_refused_saying_so(store: Store) -> None:
 
 def test_expiry_counts_between_refreshes(store: Store) -> None:
     ring = KeyRing(store, refresh_seconds=3600)
-    key = create_key(store, "admin", expires_days=1.5 / 86_400)  # 1.5 s
+    key = create_key(store, "admin", expires_days=4 / 86_400)  # 4 s: time for a slow first check
     ring.check(key, "admin")
-    time.sleep(1.6)
+    time.sleep(4.1)
     with pytest.raises(AuthError, match="expired"):
         ring.check(key, "admin")
 
@@ -228,12 +228,12 @@ def test_legacy_rows_keep_working(store: Store) -> None:
 def test_rotate_keeps_scope_and_expiry_and_honours_a_grace_period(store: Store) -> None:
     issued = issue_key(store, "admin", expires_days=10)
     ring = KeyRing(store, refresh_seconds=0.0)
-    new, old = rotate_key(store, issued.key, grace_seconds=1.0)
+    new, old = rotate_key(store, issued.key, grace_seconds=3.0)
     assert new.key != issued.key and new.key.startswith("fw_") and len(new.key) == KEY_LENGTH
     assert (new.info.scope, new.info.expires_at) == ("admin", issued.info.expires_at)
     ring.check(issued.key, "admin")  # still inside the grace period
     ring.check(new.key, "admin")
-    time.sleep(1.1)
+    time.sleep(3.1)
     with pytest.raises(AuthError, match="revoked"):
         ring.check(issued.key, "admin")
     ring.check(new.key, "admin")

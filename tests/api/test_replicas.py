@@ -17,11 +17,13 @@ import orjson
 import psycopg
 import pytest
 
+from dataflywheel.serve.tail import CATCHUP_SECONDS
 from helpers import start_server
 
 LEASE_SECONDS = 3.0
 INTERVAL_SECONDS = 1.0
-TAKEOVER_BOUND = LEASE_SECONDS + INTERVAL_SECONDS + 3.0  # expiry, next attempt, a loaded machine
+# Expiry, the next attempt, and a loaded machine (3 servers, PostgreSQL and the tests on 2 cores).
+TAKEOVER_BOUND = LEASE_SECONDS + 2 * INTERVAL_SECONDS + 5.0
 CHAMPION_BOUND = 5.0  # the periodic check (1 s) and loading the model, on a loaded machine
 ENV = {
     **os.environ,
@@ -170,11 +172,18 @@ def test_three_replicas_are_interchangeable(
     a, b = ports[0], ports[1]
     before = [i["item_id"] for i in _ok(b, "GET", "/v1/recommendations?user_id=u0&k=5")["items"]]
     poster.post(a, [{"user_id": "u0", "item_id": before[0], "type": "click"}])
-    after = [i["item_id"] for i in _ok(b, "GET", "/v1/recommendations?user_id=u0&k=5")["items"]]
-    if before[0] in after:  # the notification is asynchronous: allow it a few milliseconds
-        time.sleep(0.05)
-        after = [i["item_id"] for i in _ok(b, "GET", "/v1/recommendations?user_id=u0&k=5")["items"]]
-    assert before[0] not in after  # consumed at A, so excluded at B
+    # Consumed at A, so excluded at B. The notification is asynchronous (milliseconds); the
+    # bound stays under the tail's periodic catch-up, so it is the notification that delivers.
+    _until(
+        lambda: (
+            before[0]
+            not in {
+                i["item_id"] for i in _ok(b, "GET", "/v1/recommendations?user_id=u0&k=5")["items"]
+            }
+        ),
+        CATCHUP_SECONDS * 0.75,
+        "the click at A excludes the item at B",
+    )
 
     # kill -9 of the loop holder hands the loop to another replica within the bound, while
     # events keep arriving; training goes on there.

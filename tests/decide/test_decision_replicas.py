@@ -189,12 +189,12 @@ def test_settings_changed_at_one_replica_reach_the_other(
 ) -> None:
     a, b = pair
     a.configure(service={"default_reward": -0.25}, learner={"algorithm": "linear-ucb"})
-    until(lambda: b.status()["service"]["default_reward"] == -0.25, upkeep.SYNC_SECONDS + 3)
+    until(lambda: b.status()["service"]["default_reward"] == -0.25)
     assert b.status()["learner"]["algorithm"] == "linear-ucb"
     # A change at the follower: the owner applies it and places the new learner in sequence.
     b.configure(learner={"algorithm": "linear-ts", "epsilon": 0.1})
-    until(lambda: a.status()["learner"]["epsilon"] == 0.1, upkeep.SYNC_SECONDS + 3)
-    until(lambda: b.deployment().learner_seq is not None, upkeep.SYNC_SECONDS + 3)
+    until(lambda: a.status()["learner"]["epsilon"] == 0.1)
+    until(lambda: b.deployment().learner_seq is not None)
     b.rank([], ACTIONS, event_id="after")
     clock.now = T0 + 1
     b.reward("after", 1.0)
