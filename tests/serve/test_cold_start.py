@@ -202,6 +202,42 @@ def test_content_index_is_incremental() -> None:
     assert index.matrix(5)[2].nnz == 0
 
 
+class _Rebuilt(ContentIndex):
+    """A catalogue whose content matrix is replaced every time an item arrives, the previous
+    one freed first: the next matrix then usually takes its memory, and so its id()."""
+
+    def __init__(self, items: int) -> None:
+        super().__init__()
+        self.items = items
+        self.current = self._build()
+
+    def _build(self) -> sp.csr_matrix:
+        ones = np.ones(self.items, dtype=np.float32)
+        columns = np.zeros(self.items, dtype=np.int32)
+        indptr = np.concatenate([[0, 0], np.arange(1, self.items)]).astype(np.int32)
+        return sp.csr_matrix((ones[1:], columns[1:], indptr), shape=(self.items, 1))
+
+    def add(self) -> None:
+        self.items += 1
+        self.current = None  # type: ignore[assignment]
+        self.current = self._build()
+
+    def matrix(self, size: int) -> sp.csr_matrix:
+        return self.current
+
+
+def test_every_item_added_after_the_champion_is_scored_from_content() -> None:
+    # An answer cached for an old content matrix must never be taken for a new one, even when
+    # the new one sits where the old one was freed.
+    index = _Rebuilt(11)  # items 1..10 described (0 is no item)
+    popularity = np.ones(11)  # the champion knows items 1..10, all warm
+    scorer = ContentScorer(index)
+    for new in range(11, 111):
+        index.add()
+        allowed = np.ones(new + 1, dtype=bool)
+        assert scorer.unseen(allowed, 11, popularity).tolist() == list(range(11, new + 1))
+
+
 def test_a_new_user_with_a_segment_gets_what_the_segment_likes(store_url: str) -> None:
     with dfw.open(store_url, exploration={"name": "greedy"}) as wheel:
         wheel.upsert_users(

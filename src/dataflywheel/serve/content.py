@@ -59,6 +59,11 @@ class _Fit:
         return np.nan_to_num(out)
 
 
+def _same(old: tuple[int, np.ndarray] | None, new: tuple[int, np.ndarray]) -> bool:
+    """The same vocabulary generation and the very same popularity array."""
+    return old is not None and old[0] == new[0] and old[1] is new[1]
+
+
 class ContentScorer:
     """Fills in scores of unseen items for one process; its fit is redone when the champion
     or the content vocabulary changes."""
@@ -68,42 +73,47 @@ class ContentScorer:
         self.prior_weight = prior_weight
         self._seed = seed
         self._fit: _Fit | None = None
-        self._key: tuple[int, int] | None = None
+        # Keys hold the arrays themselves, not their id(): a freed array's id() is reused.
+        self._key: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()
         # Keyed by the model's item count too: experiment arms may differ from the champion.
-        self._cold: dict[tuple[int, int], np.ndarray] = {}
-        self._unseen: dict[tuple[int, int, int], np.ndarray] = {}
+        self._cold: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._unseen: dict[tuple[int, int], tuple[np.ndarray, sp.csr_matrix, np.ndarray]] = {}
+        self._vectors: sp.csr_matrix | None = None
         self._priors: tuple[_Fit, sp.csr_matrix, np.ndarray] | None = None
 
     def cold(self, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """Which of the champion's items had no positive interaction in its snapshot: their
         champion scores carry no evidence."""
         key = (n_known, id(popularity))
-        cold = self._cold.get(key)
-        if cold is None:
+        cached = self._cold.get(key)
+        if cached is None or cached[0] is not popularity:
             counts = np.zeros(n_known)
             counts[: min(n_known, popularity.size)] = popularity[:n_known]
             cold = counts <= 0
             if len(self._cold) >= CACHED_MODELS:
                 self._cold.clear()
-            self._cold[key] = cold
-        return cold
+            cached = self._cold[key] = (popularity, cold)
+        return cached[1]
 
     def unseen(self, allowed: np.ndarray, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """The allowed items to score from content: cold to the champion (created after it,
         or no positive interaction in its snapshot) and described by some metadata."""
         vectors = self.index.matrix(allowed.size)
-        key = (n_known, id(popularity), id(vectors))
-        unseen = self._unseen.get(key)
-        if unseen is None:
+        if vectors is not self._vectors:  # entries of an older matrix go with it
+            self._unseen.clear()
+            self._vectors = vectors
+        key = (n_known, id(popularity))
+        cached = self._unseen.get(key)
+        if cached is None or cached[0] is not popularity or cached[1] is not vectors:
             mask = np.diff(vectors.indptr) > 0
             width = min(n_known, mask.size)
             mask[:width] &= self.cold(n_known, popularity)[:width]
             if len(self._unseen) >= CACHED_MODELS:
                 self._unseen.clear()
             # Their indices, usually few: a request then reads those, not the whole catalogue.
-            unseen = self._unseen[key] = np.flatnonzero(mask)
-        unseen = unseen[unseen < allowed.size]
+            cached = self._unseen[key] = (popularity, vectors, np.flatnonzero(mask))
+        unseen = cached[2][cached[2] < allowed.size]
         return unseen[allowed[unseen]]
 
     def fill(
@@ -143,12 +153,12 @@ class ContentScorer:
         return cached[2]
 
     def _fitted(self, vectors: sp.csr_matrix, popularity: np.ndarray) -> _Fit:
-        key = (self.index.generation, id(popularity))
+        key = (self.index.generation, popularity)
         fit = self._fit
-        if fit is not None and self._key == key:
+        if fit is not None and _same(self._key, key):
             return fit
         with self._lock:
-            if self._fit is None or self._key != key:
+            if self._fit is None or not _same(self._key, key):
                 self._fit, self._key = self._make(vectors, popularity), key
             return self._fit
 

@@ -41,8 +41,11 @@ class ContextRanking:
         self._seen = 0
         self._checked_at = -np.inf
         self._lock = threading.Lock()
-        # (field, value) pairs -> (catalogue token, per-item lifts): categories change rarely.
-        self._lifts: dict[tuple[tuple[str, str], ...], tuple[tuple[int, int], np.ndarray]] = {}
+        # (field, value) pairs -> (catalogue key list, size, per-item lifts): categories change
+        # rarely. The list itself, not its id(): a full read replaces it, and a freed list's
+        # id() can be given to the next one; new items extend it in place (the size changes).
+        self._lifts: dict[tuple[tuple[str, str], ...], tuple[list[str | None], int, np.ndarray]]
+        self._lifts = {}
 
     def values(self, context: Mapping[str, Any] | None) -> dict[str, str]:
         """The request's declared context values; a bad one is a ValidationError naming it."""
@@ -105,17 +108,16 @@ class ContextRanking:
         pairs = reranker.known(values)
         if not pairs:
             return False
-        token = (id(catalog.keys), catalog.size)
         cached = self._lifts.get(pairs)
-        if cached is None or cached[0] != token:
+        if cached is None or cached[0] is not catalog.keys or cached[1] != catalog.size:
             masks = {
                 name: catalog.allowed({"categories": [name]})
                 for name in {c for f, v in pairs for c in reranker.lifts[f][v]}
             }
-            cached = (token, reranker.item_lifts(pairs, masks, catalog.size))
-            self._lifts[pairs] = cached
+            lifted = reranker.item_lifts(pairs, masks, catalog.size)
+            cached = self._lifts[pairs] = (catalog.keys, catalog.size, lifted)
         lifts = np.zeros(candidates.size)
-        known = candidates < cached[1].size  # items created since the lifts were computed
-        lifts[known] = cached[1][candidates[known]]
+        known = candidates < cached[2].size  # items created since the lifts were computed
+        lifts[known] = cached[2][candidates[known]]
         scores[candidates] = adjust(scores[candidates], lifts)
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -41,7 +42,9 @@ class Segments:
         self._members: dict[tuple[str, str], np.ndarray] = {}
         self._of_user: dict[int, dict[str, str]] = {}
         self._read_at = -np.inf
-        self._counts: dict[tuple[str, str], tuple[float, int, np.ndarray]] = {}
+        # Keyed by a weak reference to the champion's histories: a freed object's id() can be
+        # given to the next champion's, and a strong one would keep its events in memory.
+        self._counts: dict[tuple[str, str], tuple[float, weakref.ref[Histories], np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def popularity(self, user: int, histories: Histories, size: int) -> np.ndarray | None:
@@ -103,12 +106,12 @@ class Segments:
     def _segment_counts(self, pair: tuple[str, str], histories: Histories, size: int) -> np.ndarray:
         now = time.monotonic()
         cached = self._counts.get(pair)
-        if cached is not None and now - cached[0] < REFRESH_SECONDS and cached[1] == id(histories):
+        if cached is not None and now - cached[0] < REFRESH_SECONDS and cached[1]() is histories:
             counts = cached[2]
         else:
             members = self._members.get(pair, np.zeros(0, dtype=np.int64))
             counts = histories.popularity_among(members, size)
-            self._counts[pair] = (now, id(histories), counts)
+            self._counts[pair] = (now, weakref.ref(histories), counts)
         out = np.zeros(size)
         width = min(size, counts.size)
         out[:width] = counts[:width]
