@@ -16,7 +16,7 @@ from sqlalchemy import text
 import dataflywheel as dfw
 from dataflywheel.errors import ValidationError
 from dataflywheel.learn.content import ContentIndex, profiles
-from dataflywheel.serve.content import ContentScorer
+from dataflywheel.serve.content import ContentScorer, _dot_rows, _profile
 
 START = 1_700_000_000.0
 WORDS = [
@@ -298,7 +298,7 @@ def test_calibration_keeps_the_content_order_within_the_champion_range(
     vectors = index.matrix(n)
     cosine = (vectors[wanted] @ profiles(row, vectors).T).toarray().ravel()
     warm = scores[popularity > 0]
-    ContentScorer(index, prior_weight=0.0).fill(scores, row, wanted, popularity)
+    ContentScorer(index, prior_weight=0.0).fill(scores, sp.csr_matrix(row), wanted, popularity)
     filled = scores[wanted]
     assert np.isfinite(filled).all()
     if warm.size:
@@ -317,3 +317,26 @@ def test_the_content_prior_fits_whatever_the_fold_draw(n_described: int, seed: i
     scorer = ContentScorer(ContentIndex(), prior_weight=0.1, seed=seed)
     fit = scorer._make(vectors, popularity)
     assert np.isfinite(fit.prior(vectors, np.arange(n_described))).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_items=st.integers(1, 30),
+    width=st.integers(1, 12),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 10_000),
+)
+def test_the_request_path_content_products_match_scipy(
+    n_items: int, width: int, density: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = sp.random(
+        n_items, width, density=density, format="csr", dtype=np.float32, random_state=rng
+    )
+    history = sp.random(1, n_items + 3, density=0.5, format="csr", random_state=rng)
+    history.data -= 0.3  # some negative weights, which a profile ignores
+    dense = rng.normal(size=width)
+    rows = rng.integers(0, n_items, size=rng.integers(0, 8))  # repeats and none too
+    assert np.allclose(_dot_rows(vectors, rows, dense), vectors[rows] @ dense, atol=1e-5)
+    expected = profiles(history, vectors).toarray().ravel()
+    assert np.allclose(_profile(history, vectors), expected, atol=1e-5)

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 
-from dataflywheel.learn.content import ContentIndex, profiles
+from dataflywheel.learn.content import ContentIndex
 
 CALIBRATION_SAMPLE = 2_000
 """Known items whose champion scores define a user's curve (bounds the per-request cost)."""
@@ -64,6 +64,38 @@ def _same(old: tuple[int, np.ndarray] | None, new: tuple[int, np.ndarray]) -> bo
     return old is not None and old[0] == new[0] and old[1] is new[1]
 
 
+def _row_entries(vectors: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the entries of ``rows`` sit in the CSR arrays of ``vectors``, and which of
+    ``rows`` each belongs to: a gather in plain numpy, where slicing a few rows of a CSR
+    matrix costs scipy a new matrix and its checks (most of a request's content scoring)."""
+    starts = vectors.indptr[rows]
+    lengths = vectors.indptr[rows + 1] - starts
+    owner = np.repeat(np.arange(rows.size), lengths)
+    first = np.cumsum(lengths) - lengths
+    return np.repeat(starts - first, lengths) + np.arange(owner.size), owner
+
+
+def _dot_rows(vectors: sp.csr_matrix, rows: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """``vectors[rows] @ dense`` for a dense vector."""
+    at, owner = _row_entries(vectors, rows)
+    products = vectors.data[at] * dense[vectors.indices[at]]
+    return np.bincount(owner, weights=products, minlength=rows.size)
+
+
+def _profile(row: sp.csr_matrix, vectors: sp.csr_matrix) -> np.ndarray:
+    """One user's content profile as a dense vector: what
+    :func:`~dataflywheel.learn.content.profiles` gives for one row, without building sparse
+    matrices on the request path."""
+    inside = row.indices < vectors.shape[0]
+    items, weights = row.indices[inside], np.maximum(row.data[inside], 0.0)
+    at, owner = _row_entries(vectors, items)
+    summed = np.bincount(
+        vectors.indices[at], weights=vectors.data[at] * weights[owner], minlength=vectors.shape[1]
+    )
+    norm = float(np.sqrt(summed @ summed))
+    return summed / norm if norm > 0 else summed
+
+
 class ContentScorer:
     """Fills in scores of unseen items for one process; its fit is redone when the champion
     or the content vocabulary changes."""
@@ -81,6 +113,7 @@ class ContentScorer:
         self._unseen: dict[tuple[int, int], tuple[np.ndarray, sp.csr_matrix, np.ndarray]] = {}
         self._vectors: sp.csr_matrix | None = None
         self._priors: tuple[_Fit, sp.csr_matrix, np.ndarray] | None = None
+        self._samples: tuple[_Fit, sp.csr_matrix, np.ndarray, sp.csr_matrix] | None = None
 
     def cold(self, n_known: int, popularity: np.ndarray) -> np.ndarray:
         """Which of the champion's items had no positive interaction in its snapshot: their
@@ -126,14 +159,17 @@ class ContentScorer:
         """Set ``scores[wanted]`` (items new or cold to the champion) on the champion's scale."""
         vectors = self.index.matrix(scores.size)
         fit = self._fitted(vectors, popularity)
-        sample = fit.sample[fit.sample < scores.size]
-        sample = sample[np.isfinite(scores[sample])]
-        profile = profiles(row, vectors).T.toarray()
-        ids = np.concatenate([sample, wanted])
-        content = np.asarray(vectors[ids] @ profile).ravel()
+        sample, sample_vectors = self._sample_vectors(fit, vectors)
+        profile = _profile(row, vectors)
+        known = sample_vectors @ profile
+        new = _dot_rows(vectors, wanted, profile)
         if self.prior_weight:
-            content += self.prior_weight * self._prior(fit, vectors)[ids]
-        known, new = content[: sample.size], content[sample.size :]
+            prior = self.prior_weight * self._prior(fit, vectors)
+            known, new = known + prior[sample], new + prior[wanted]
+        # The curve is drawn from the sample items this request's champion scores are kept for.
+        scored = sample < scores.size
+        scored[scored] = np.isfinite(scores[sample[scored]])
+        sample, known = sample[scored], known[scored]
         if sample.size == 0:
             scores[wanted] = new
             return
@@ -144,6 +180,16 @@ class ContentScorer:
         level_quantile = np.bincount(inverse, weights=quantiles) / np.bincount(inverse)
         position = np.interp(new, levels, level_quantile)
         scores[wanted] = np.interp(position, quantiles, np.sort(scores[sample]))
+
+    def _sample_vectors(
+        self, fit: _Fit, vectors: sp.csr_matrix
+    ) -> tuple[np.ndarray, sp.csr_matrix]:
+        """The calibration sample and its rows of ``vectors``, kept until either changes."""
+        cached = self._samples
+        if cached is None or cached[0] is not fit or cached[1] is not vectors:
+            sample = fit.sample[fit.sample < vectors.shape[0]]
+            cached = self._samples = (fit, vectors, sample, vectors[sample])
+        return cached[2], cached[3]
 
     def _prior(self, fit: _Fit, vectors: sp.csr_matrix) -> np.ndarray:
         """The content prior of every item, kept until the fit or the vectors change."""
