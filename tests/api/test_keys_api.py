@@ -64,6 +64,23 @@ def test_list_and_revoke_over_http(client: TestClient) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "prefix"
 
 
+def test_an_ingest_key_is_refused_an_admin_route_before_its_body_is_read(
+    client: TestClient,
+) -> None:
+    store: Store = client.app.state.wheel.store  # type: ignore[attr-defined]
+    ingest = create_key(store, "ingest")
+    headers = {**_auth(ingest), "Content-Type": "application/json"}
+    # Whatever the body holds, the answer is the 403: nothing of an admin route's contract
+    # (its body's shape, its limits) is told to a key that may not call it.
+    for body in (b"{not json", b"[" * 10_000 + b"]" * 10_000, b'{"name": 1}'):
+        refused = client.post("/v1/experiments", content=body, headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "forbidden"
+    # Ingest routes with a body still take the key.
+    upserted = client.put("/v1/items/i1", json={"categories": ["a"]}, headers=_auth(ingest))
+    assert upserted.status_code == 200, upserted.text
+
+
 def test_an_ambiguous_prefix_is_a_422_with_the_count(client: TestClient) -> None:
     store = client.app.state.wheel.store  # type: ignore[attr-defined]
     admin = create_key(store, "admin")

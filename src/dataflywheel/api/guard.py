@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
-from dataflywheel.api.deps import send_json
+from dataflywheel.api.deps import ADMIN_CHECKS, send_json
 from dataflywheel.errors import FlywheelError, ValidationError
 from dataflywheel.ingest.validate import check_depth, nul_field
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from dataflywheel.keys import KeyRing
 
 _JSON = b"application/json"
+_ADMIN_PATHS_KEPT = 4096  # paths carry ids: bounded, as a client picks them
 
 
 class PayloadTooLarge(FlywheelError):
@@ -131,6 +132,30 @@ def route_of(app: Any, scope: Scope) -> tuple[str, dict[str, str]] | None:
                 return hit
             partial = partial or hit
     return partial
+
+
+def needs_admin(app: Any, scope: Scope) -> bool:
+    """Whether the route a request is meant for takes only admin keys (a walk of the routes;
+    the app keeps the answers per method and path)."""
+    known: dict[tuple[str, str], bool] = app.state.admin_paths
+    at = (scope["method"], scope["path"])
+    found = known.get(at)
+    if found is None:
+        found = False
+        for route in _routes(app.router.routes):
+            regex, dependant = getattr(route, "path_regex", None), getattr(route, "dependant", None)
+            if (
+                regex is not None
+                and dependant is not None
+                and scope["method"] in (getattr(route, "methods", None) or ())
+                and regex.match(scope["path"])
+            ):
+                found = any(d.call in ADMIN_CHECKS for d in dependant.dependencies)
+                break
+        if len(known) >= _ADMIN_PATHS_KEPT:
+            known.clear()
+        known[at] = found
+    return found
 
 
 def _nul_in_url(app: Any, scope: Scope) -> ValidationError:
