@@ -29,10 +29,7 @@ def upgrade() -> None:
         return
     for table, action in _ERASURES.items():
         # The copy keeps every idx, which moves the table's counter to the highest one left.
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
-        ):
-            pass
+        _rebuild(table, autoincrement=True)
         # An erased highest id is gone from the table; the audit log still holds it.
         erased = [
             json.loads(detail).get("idx")
@@ -59,7 +56,13 @@ def downgrade() -> None:
     if bind.dialect.name != "sqlite":
         return
     for table in _ERASURES:
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_autoincrement": False}
-        ):
-            pass
+        _rebuild(table, autoincrement=False)
+
+
+def _rebuild(table: str, *, autoincrement: bool) -> None:
+    """Copy ``table`` into a new one with or without AUTOINCREMENT: SQLite cannot add or drop
+    it in place. The batch changes no column; ``recreate="always"`` alone makes the copy."""
+    with op.batch_alter_table(
+        table, recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
+    ):
+        pass
